@@ -1,0 +1,384 @@
+"""Sequences: load and validate the JSON files, then play their beats in order on one baton."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent.config import Config
+from agent.errors import BeatError, SequenceError
+from agent.handlers import Handler, Kind, Registry, default_registry
+from agent.records import EventSource, TelemetryEvent
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan, Tracer
+
+    from agent.store import Store
+
+log = logging.getLogger("selfheal.conductor")
+
+INDEX = "index.json"
+SCHEMA = "sequence.schema.json"
+
+
+@dataclass(frozen=True)
+class ErrorPolicy:
+    policy: str = "abort"  # abort | continue | retry
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Beat:
+    number: int
+    event: str
+    title: str
+    handler: Handler
+    timing_s: float  # soft limit: handlers read ctx.deadline; overruns are recorded
+    on_error: ErrorPolicy
+
+
+@dataclass(frozen=True)
+class Sequence:
+    id: str
+    name: str
+    phase: str
+    file: Path
+    beats: tuple[Beat, ...]
+
+
+def bundled_dir() -> Path:
+    from sequences import SEQUENCE_DIR
+
+    return SEQUENCE_DIR
+
+
+def load_sequences(
+    directory: Path | None = None,
+    registry: Registry | None = None,
+    overlay: Path | None = None,
+) -> dict[str, Sequence]:
+    """Load and check every sequence; all problems are reported together, one line each."""
+    registry = registry or default_registry()
+    directory = directory or bundled_dir()
+    schema = _read_json(bundled_dir() / SCHEMA, [])
+    problems: list[str] = []
+    files = _index_files(directory, problems)
+    if overlay is not None:
+        files = _overlay(files, overlay, problems)
+    result: dict[str, Sequence] = {}
+    for path in files:
+        seq = _load_one(path, schema, registry, problems)
+        if seq is None:
+            continue
+        if seq.id in result:
+            problems.append(f"{path}: sequence id {seq.id!r} also in {result[seq.id].file}")
+        result[seq.id] = seq
+    if problems:
+        raise SequenceError("\n".join(problems))
+    return result
+
+
+def _index_files(directory: Path, problems: list[str]) -> list[Path]:
+    index_path = directory / INDEX
+    if not index_path.is_file():
+        problems.append(f"{index_path}: missing sequence index")
+        return []
+    index = _read_json(index_path, problems)
+    if not isinstance(index, dict) or not isinstance(index.get("sequences"), list):
+        problems.append(f"{index_path}: expected an object with a 'sequences' list")
+        return []
+    files = []
+    for name in index["sequences"]:
+        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+            problems.append(f"{index_path}: bad sequence file name {name!r}")
+            continue
+        files.append(directory / name)
+    return files
+
+
+def _overlay(files: list[Path], overlay: Path, problems: list[str]) -> list[Path]:
+    """A user directory replaces our files of the same name and may add its own."""
+    if not overlay.is_dir():
+        problems.append(f"{overlay}: sequences directory does not exist")
+        return files
+    by_name = {p.name: p for p in files}
+    for path in sorted(overlay.glob("*.json")):
+        if path.name not in (INDEX, SCHEMA):
+            by_name[path.name] = path
+    return list(by_name.values())
+
+
+def _read_json(path: Path, problems: list[str]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{path}: file not found")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.append(f"{path}: invalid JSON: {exc}")
+    return None
+
+
+def _load_one(
+    path: Path, schema: Any, registry: Registry, problems: list[str]
+) -> Sequence | None:
+    data = _read_json(path, problems)
+    if data is None:
+        return None
+    before = len(problems)
+    _check_schema(path, data, schema, problems)
+    if len(problems) > before:
+        return None
+    beats: list[Beat] = []
+    seen_numbers: set[int] = set()
+    seen_events: set[str] = set()
+    last = 0
+    for movement in data["movements"]:
+        for raw in movement["beats"]:
+            beat = _load_beat(path, raw, registry, problems)
+            number = raw["beat"]
+            where = f"{path}: beat {number} ({raw['handler']})"
+            if number in seen_numbers:
+                problems.append(f"{where}: duplicate beat number")
+            elif number <= last:
+                problems.append(f"{where}: beat numbers must increase (after {last})")
+            if raw["event"] in seen_events:
+                problems.append(f"{where}: duplicate event {raw['event']!r}")
+            seen_numbers.add(number)
+            seen_events.add(raw["event"])
+            last = max(last, number)
+            if beat is not None:
+                beats.append(beat)
+    if len(problems) > before:
+        return None
+    return Sequence(data["id"], data["name"], data["phase"], path, tuple(beats))
+
+
+def _check_schema(path: Path, data: Any, schema: Any, problems: list[str]) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
+        where = _json_where(list(error.absolute_path), data)
+        problems.append(f"{path}: {where}{error.message}")
+
+
+def _json_where(pointer: list[Any], data: Any) -> str:
+    """Name the beat (by number) when the error is inside one, else the JSON path."""
+    if len(pointer) >= 4 and pointer[0] == "movements" and pointer[2] == "beats":
+        try:
+            raw = data["movements"][pointer[1]]["beats"][pointer[3]]
+            return f"beat {raw.get('beat', pointer[3] + 1)}: "
+        except (KeyError, IndexError, TypeError, AttributeError):
+            pass
+    return f"at /{'/'.join(str(p) for p in pointer)}: " if pointer else ""
+
+
+def _load_beat(
+    path: Path, raw: dict[str, Any], registry: Registry, problems: list[str]
+) -> Beat | None:
+    where = f"{path}: beat {raw['beat']} ({raw['handler']})"
+    handler = registry.get(raw["handler"])
+    if handler is None:
+        problems.append(f"{where}: unknown handler {raw['handler']!r}")
+        return None
+    if handler.kind.value != raw["kind"]:
+        problems.append(
+            f"{where}: kind {raw['kind']!r} but the handler is declared {handler.kind.value!r}"
+        )
+        return None
+    err = raw.get("onError", {"policy": "abort"})
+    policy = ErrorPolicy(err["policy"], int(err.get("attempts", 1)))
+    timing = float(raw["timing"].get("maxSeconds", math.inf))
+    return Beat(raw["beat"], raw["event"], raw["title"], handler, timing, policy)
+
+
+@dataclass
+class BeatContext:
+    """What a handler may use besides its baton. Pure beats get no store."""
+
+    config: Config
+    conductor: Conductor
+    sequence: str
+    beat: int
+    handler: str
+    kind: Kind
+    deadline: float  # time.monotonic() value by which the beat should be done
+    progress: Callable[[str], None]
+    _store: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        if self.kind is Kind.PURE:
+            raise RuntimeError(f"{self.handler} is a pure beat and may not touch the store")
+        return self.conductor.store()
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def play(self, sequence_id: str, baton: Any) -> Any:
+        """A nested play; its beats share this beat's deadline."""
+        return self.conductor.play(sequence_id, baton, deadline=self.deadline)
+
+
+@dataclass
+class _Recorder:
+    """Collects the SDK spans of beats; they reach the store when the outer play ends."""
+
+    events: list[TelemetryEvent] = field(default_factory=list)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        from agent.otel import span_to_event
+
+        self.events.append(span_to_event(span, EventSource.BEAT))
+
+
+class Conductor:
+    """Plays sequences; one per process or per pytest session."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: Registry | None = None,
+        store_factory: Callable[[], Store] | None = None,
+        progress: Callable[[str], None] | None = None,
+        sequences_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry or default_registry()
+        self.sequences = load_sequences(sequences_dir, self.registry, config.sequences)
+        self._store_factory = store_factory
+        self._store: Store | None = None
+        self._progress = progress or (lambda _msg: None)
+        self._recorder = _Recorder()
+        self._tracer = _make_tracer(self._recorder)
+        self._depth = 0
+
+    def store(self) -> Store:
+        if self._store is None:
+            if self._store_factory is not None:
+                self._store = self._store_factory()
+            else:
+                from agent.store import Store
+
+                self._store = Store.open(self.config.store)
+        return self._store
+
+    def close(self) -> None:
+        self.flush_spans()
+        if self._store is not None and self._store_factory is None:
+            self._store.close()
+        self._store = None
+
+    def __enter__(self) -> Conductor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def play(self, sequence_id: str, baton: Any, *, deadline: float | None = None) -> Any:
+        """Run every beat of one sequence in order and return the final baton."""
+        seq = self.sequences.get(sequence_id)
+        if seq is None:
+            raise SequenceError(f"no sequence {sequence_id!r} (known: {', '.join(self.sequences)})")
+        deadline = math.inf if deadline is None else deadline
+        self._depth += 1
+        try:
+            with self._tracer.start_as_current_span(f"sequence {seq.id}") as span:
+                span.set_attribute("selfheal.sequence", seq.id)
+                for beat in seq.beats:
+                    baton = self._run_beat(seq, beat, baton, deadline)
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            self.flush_spans()
+        return baton
+
+    def _run_beat(self, seq: Sequence, beat: Beat, baton: Any, deadline: float) -> Any:
+        from opentelemetry.trace import Status, StatusCode
+
+        attempts = beat.on_error.attempts if beat.on_error.policy == "retry" else 1
+        for attempt in range(1, attempts + 1):
+            started = time.monotonic()
+            ctx = BeatContext(
+                config=self.config,
+                conductor=self,
+                sequence=seq.id,
+                beat=beat.number,
+                handler=beat.handler.name,
+                kind=beat.handler.kind,
+                deadline=min(deadline, started + beat.timing_s),
+                progress=self._progress,
+            )
+            with self._tracer.start_as_current_span(beat.event) as span:
+                span.set_attributes(
+                    {
+                        "selfheal.sequence": seq.id,
+                        "selfheal.beat": beat.number,
+                        "selfheal.handler": beat.handler.name,
+                        "selfheal.kind": beat.handler.kind.value,
+                        "selfheal.attempt": attempt,
+                    }
+                )
+                try:
+                    result = beat.handler.func(baton, ctx)
+                except Exception as exc:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, str(exc)))
+                    span.set_attribute("selfheal.outcome", "error")
+                    if attempt < attempts:
+                        log.warning("%s beat %d failed, retrying: %s", seq.id, beat.number, exc)
+                        continue
+                    if beat.on_error.policy == "continue":
+                        log.warning("%s beat %d failed, continuing: %s", seq.id, beat.number, exc)
+                        return baton
+                    raise BeatError(seq.id, beat.number, beat.handler.name, exc) from exc
+                elapsed = time.monotonic() - started
+                span.set_attribute("selfheal.outcome", "ok")
+                span.set_attribute("selfheal.overran", elapsed > beat.timing_s)
+                return result
+        return baton  # unreachable: the loop returns or raises on its last attempt
+
+    def flush_spans(self) -> None:
+        """Write the beat spans collected so far into the store, as a `pipeline` run."""
+        events, self._recorder.events = self._recorder.events, []
+        if not events or (self._store is None and self._store_factory is None and not
+                          self.config.store.exists()):
+            return
+        store = self.store()
+        run_id = store.begin_run("pipeline")
+        store.insert_events(run_id, events)
+        store.end_run(run_id, "ok", {"beats": len(events)})
+
+    @property
+    def beat_spans(self) -> list[TelemetryEvent]:
+        """Spans recorded and not yet flushed (for tests and progress reports)."""
+        return list(self._recorder.events)
+
+
+def _make_tracer(recorder: _Recorder) -> Tracer:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    class _Processor(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            recorder.on_end(span)
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "selfheal"}))
+    provider.add_span_processor(_Processor())
+    return provider.get_tracer("selfheal.conductor")
+
+
+def check_directory(directory: Path | None, registry: Registry | None = None) -> list[Sequence]:
+    """Load a directory for `selfheal sequences check`; raises SequenceError with every problem."""
+    return list(load_sequences(directory, registry).values())
+
+
+def describe(seqs: Iterable[Sequence]) -> list[str]:
+    return [f"{s.id}: {len(s.beats)} beats ({s.file.name})" for s in seqs]

@@ -1,0 +1,128 @@
+"""The one boundary with the OpenTelemetry SDK: finished spans become TelemetryEvents."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from agent.records import AttrValue, CodeLocation, EventSource, SpanStatus, TelemetryEvent
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+# Semantic-convention names, new first; the old ones are still emitted by many libraries.
+CODE_FUNCTION = ("code.function.name", "code.function")
+CODE_FILE = ("code.file.path", "code.filepath")
+CODE_LINE = ("code.line.number", "code.lineno")
+CODE_NAMESPACE = "code.namespace"
+
+
+def first_attr(attrs: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = attrs.get(name)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def code_location(attrs: Mapping[str, Any]) -> CodeLocation:
+    """Read a code location under either the old or the new semantic-convention names."""
+    function = first_attr(attrs, CODE_FUNCTION) or ""
+    namespace = attrs.get(CODE_NAMESPACE)
+    if namespace and function and "." not in str(function):
+        function = f"{namespace}.{function}"
+    line = first_attr(attrs, CODE_LINE)
+    try:
+        lineno = int(line) if line is not None else 0
+    except (TypeError, ValueError):
+        lineno = 0
+    return CodeLocation(file=str(first_attr(attrs, CODE_FILE) or ""), function=str(function), line=lineno)
+
+
+def plain_attributes(attrs: Mapping[str, Any] | None) -> dict[str, AttrValue]:
+    """OTel attribute values as our scalar types: sequences are joined with commas."""
+    out: dict[str, AttrValue] = {}
+    for key, value in (attrs or {}).items():
+        if isinstance(value, str | int | float | bool):
+            out[key] = value
+        elif isinstance(value, list | tuple):
+            out[key] = ",".join(str(v) for v in value)
+        elif value is not None:
+            out[key] = str(value)
+    return out
+
+
+def exception_signature(exc_type: str, stacktrace: str, location: CodeLocation) -> str:
+    """type + deepest frame: the last `File "...", line N, in f` of a Python traceback."""
+    if not exc_type:
+        return ""
+    frame = deepest_frame(stacktrace)
+    if frame:
+        return f"{exc_type}@{frame}"
+    if location.function:
+        return f"{exc_type}@{location.file}:{location.function}"
+    return exc_type
+
+
+def deepest_frame(stacktrace: str, project_root: str = "") -> str:
+    """`path:function` of the deepest traceback frame, preferring frames under project_root."""
+    frames: list[str] = []
+    for line in stacktrace.splitlines():
+        text = line.strip()
+        if not text.startswith('File "'):
+            continue
+        try:
+            path = text.split('"', 2)[1]
+            func = text.rsplit(", in ", 1)[1].strip()
+        except IndexError:
+            continue
+        frames.append(f"{path}:{func}")
+    if not frames:
+        return ""
+    if project_root:
+        own = [f for f in frames if f.startswith(project_root) and "site-packages" not in f]
+        if own:
+            return own[-1]
+    return frames[-1]
+
+
+def span_to_event(span: ReadableSpan, source: EventSource = EventSource.SPAN) -> TelemetryEvent:
+    """Convert one finished SDK span; never raises on odd attribute values."""
+    from opentelemetry.trace import StatusCode
+
+    attrs = dict(span.attributes or {})
+    resource = dict(span.resource.attributes) if span.resource is not None else {}
+    ctx = span.context
+    parent = span.parent
+    status = {
+        StatusCode.OK: SpanStatus.OK,
+        StatusCode.ERROR: SpanStatus.ERROR,
+    }.get(span.status.status_code, SpanStatus.UNSET)
+    exc_type, exc_message, exc_stack = "", "", ""
+    for event in span.events:
+        if event.name == "exception":
+            ev = event.attributes or {}
+            exc_type = str(ev.get("exception.type", ""))
+            exc_message = str(ev.get("exception.message", ""))
+            exc_stack = str(ev.get("exception.stacktrace", ""))
+    location = code_location(attrs)
+    start = span.start_time or 0
+    end = span.end_time or start
+    return TelemetryEvent(
+        source=source,
+        service=str(resource.get("service.name", "unknown_service")),
+        version=str(resource.get("service.version", "")),
+        operation=span.name,
+        start_ns=start,
+        duration_ns=max(0, end - start),
+        status=status,
+        trace_id=f"{ctx.trace_id:032x}" if ctx is not None else "",
+        span_id=f"{ctx.span_id:016x}" if ctx is not None else "",
+        parent_span_id=f"{parent.span_id:016x}" if parent is not None else "",
+        location=location,
+        exception_type=exc_type,
+        exception_message=exc_message,
+        exception_stacktrace=exc_stack,
+        exception_signature=exception_signature(exc_type, exc_stack, location),
+        attributes=plain_attributes(attrs),
+    )

@@ -1,0 +1,1 @@
+"""The seven pipeline phases, one module or subpackage each."""

@@ -1,0 +1,402 @@
+"""The SQLite store: one versioned schema with forward migrations, holding every record."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import time
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent import records as rec
+from agent.errors import StoreError, StoreVersionError
+
+T = TypeVar("T")
+
+# Each entry upgrades the schema by one version; never edit a released entry, append a new one.
+# Times are integer nanoseconds since the epoch; JSON columns hold `records.to_json` output.
+MIGRATIONS: list[str] = [
+    # 1: runs, raw events, aggregated metrics and typed records.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    -- One row per telemetry ingest, test session, pipeline play or agent window.
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        started_ns INTEGER NOT NULL,
+        ended_ns INTEGER,
+        status TEXT NOT NULL DEFAULT 'running',
+        commit_sha TEXT NOT NULL DEFAULT '',
+        dirty INTEGER NOT NULL DEFAULT 0,
+        env_key TEXT NOT NULL DEFAULT '',
+        summary TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX runs_kind ON runs (kind, env_key, id);
+    -- Normalised TelemetryEvents; the hot columns are split out for queries.
+    CREATE TABLE spans (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        source TEXT NOT NULL,
+        service TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        version TEXT NOT NULL,
+        start_ns INTEGER NOT NULL,
+        duration_ns INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        trace_id TEXT NOT NULL,
+        span_id TEXT NOT NULL,
+        parent_span_id TEXT NOT NULL,
+        code_file TEXT NOT NULL,
+        code_function TEXT NOT NULL,
+        exception_signature TEXT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX spans_run ON spans (run_id);
+    CREATE INDEX spans_op ON spans (service, operation, version);
+    CREATE TABLE metrics (
+        id INTEGER PRIMARY KEY,
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        service TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        version TEXT NOT NULL,
+        window_start_ns INTEGER NOT NULL,
+        window_end_ns INTEGER NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX metrics_op ON metrics (service, operation, version);
+    CREATE INDEX metrics_run ON metrics (run_id);
+    -- Anomaly, Diagnosis, Patch, ValidationResult, Deployment, EffectivenessData.
+    CREATE TABLE records (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        run_id INTEGER NOT NULL DEFAULT 0,
+        subject TEXT NOT NULL DEFAULT '',
+        created_ns INTEGER NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX records_kind ON records (kind, subject, created_ns);
+    CREATE INDEX records_run ON records (kind, run_id);
+    """,
+    # 2: read offsets of telemetry sources (crash safety) and the learned strategy model.
+    """
+    CREATE TABLE offsets (
+        source TEXT PRIMARY KEY,
+        offset INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL
+    );
+    CREATE TABLE learning (
+        anomaly_kind TEXT NOT NULL,
+        strategy TEXT NOT NULL,
+        successes REAL NOT NULL DEFAULT 0,
+        failures REAL NOT NULL DEFAULT 0,
+        updated_ns INTEGER NOT NULL,
+        PRIMARY KEY (anomaly_kind, strategy)
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_GITIGNORE = "# Created by pytest-selfheal: its store, patches and worktrees stay local.\n*\n"
+
+
+class StoreRecoveredWarning(UserWarning):
+    """The store file was unreadable; it was moved aside and a fresh one was made."""
+
+
+class Store:
+    """A connection to one store file; use as a context manager or call `close()`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating and migrating as needed); a corrupt file is moved aside with a warning."""
+        path = Path(path)
+        _prepare_dir(path.parent)
+        try:
+            return cls._open_checked(path)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise StoreError(f"{path}: store is locked by another process: {exc}") from None
+            aside = _move_aside(path)
+            warnings.warn(
+                f"selfheal store {path} was unreadable ({exc}); moved to {aside.name}, "
+                "starting a fresh store",
+                StoreRecoveredWarning,
+                stacklevel=2,
+            )
+            return cls._open_checked(path)
+
+    @classmethod
+    def _open_checked(cls, path: Path) -> Store:
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        try:
+            _configure(conn)
+            migrate(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE so two writers queue instead of failing mid-way."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot start a write: {exc}") from None
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    # Runs -------------------------------------------------------------------------------
+
+    def begin_run(
+        self, kind: str, commit: str = "", dirty: bool = False, env_key: str = ""
+    ) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (kind, started_ns, commit_sha, dirty, env_key)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (kind, time.time_ns(), commit, int(dirty), env_key),
+            )
+            return int(cur.lastrowid or 0)
+
+    def end_run(self, run_id: int, status: str, summary: dict[str, Any] | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET ended_ns = ?, status = ?, summary = ? WHERE id = ?",
+                (time.time_ns(), status, json.dumps(summary or {}, sort_keys=True), run_id),
+            )
+
+    # Events and metrics -------------------------------------------------------------------
+
+    def insert_events(self, run_id: int, events: Iterable[rec.TelemetryEvent]) -> int:
+        """Insert events in one transaction; returns how many were written."""
+        rows = [_event_row(run_id, e) for e in events]
+        with self.transaction() as conn:
+            conn.executemany(_INSERT_EVENT, rows)
+        return len(rows)
+
+    def events(self, run_id: int) -> list[rec.TelemetryEvent]:
+        cur = self.conn.execute("SELECT payload FROM spans WHERE run_id = ? ORDER BY id", (run_id,))
+        return [_load(row[0], rec.TelemetryEvent) for row in cur]
+
+    def insert_metrics(self, run_id: int, metrics: Iterable[rec.TelemetryMetrics]) -> int:
+        rows = [
+            (
+                run_id,
+                m.service,
+                m.operation,
+                m.version,
+                m.window_start_ns,
+                m.window_end_ns,
+                json.dumps(rec.to_json(m)),
+            )
+            for m in metrics
+        ]
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO metrics (run_id, service, operation, version, window_start_ns,"
+                " window_end_ns, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def metrics(self, run_id: int) -> list[rec.TelemetryMetrics]:
+        cur = self.conn.execute(
+            "SELECT payload FROM metrics WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return [_load(row[0], rec.TelemetryMetrics) for row in cur]
+
+    # Typed records ----------------------------------------------------------------------
+
+    def put(self, record: Any, run_id: int = 0, subject: str = "") -> str:
+        """Insert or replace a record that has an `id`; returns the id."""
+        record_id: str = record.id
+        created = int(getattr(record, "created_ns", 0) or getattr(record, "detected_ns", 0))
+        created = created or getattr(record, "measured_ns", 0) or time.time_ns()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO records (id, kind, run_id, subject, created_ns, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record_id,
+                    type(record).__name__,
+                    run_id,
+                    subject,
+                    created,
+                    json.dumps(rec.to_json(record)),
+                ),
+            )
+        return record_id
+
+    def get(self, record_id: str, cls: type[T]) -> T | None:
+        row = self.conn.execute(
+            "SELECT payload FROM records WHERE id = ? AND kind = ?", (record_id, cls.__name__)
+        ).fetchone()
+        return None if row is None else _load(row[0], cls)
+
+    def find(
+        self,
+        cls: type[T],
+        *,
+        subject: str | None = None,
+        run_id: int | None = None,
+        limit: int = 1000,
+    ) -> list[T]:
+        """Records of one type, newest first, optionally narrowed by subject or run."""
+        sql = "SELECT payload FROM records WHERE kind = ?"
+        args: list[Any] = [cls.__name__]
+        if subject is not None:
+            sql += " AND subject = ?"
+            args.append(subject)
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            args.append(run_id)
+        sql += " ORDER BY created_ns DESC, rowid DESC LIMIT ?"
+        args.append(limit)
+        return [_load(row[0], cls) for row in self.conn.execute(sql, args)]
+
+
+_INSERT_EVENT = (
+    "INSERT INTO spans (run_id, source, service, operation, version, start_ns, duration_ns,"
+    " status, trace_id, span_id, parent_span_id, code_file, code_function, exception_signature,"
+    " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _event_row(run_id: int, e: rec.TelemetryEvent) -> Sequence[Any]:
+    return (
+        run_id,
+        e.source.value,
+        e.service,
+        e.operation,
+        e.version,
+        e.start_ns,
+        e.duration_ns,
+        e.status.value,
+        e.trace_id,
+        e.span_id,
+        e.parent_span_id,
+        e.location.file,
+        e.location.function,
+        e.exception_signature,
+        json.dumps(rec.to_json(e)),
+    )
+
+
+def _load(payload: str, cls: type[T]) -> T:
+    return rec.from_json(json.loads(payload), cls)
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    # WAL lets readers run beside the one writer; NORMAL is durable enough in WAL mode
+    # (a power loss may drop the last transactions, never corrupt the file).
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The stored version: 0 for an empty file."""
+    has_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if not has_meta:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise sqlite3.DatabaseError("not a selfheal store (no meta table)")
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None or not str(row[0]).isdigit():
+        raise sqlite3.DatabaseError("not a selfheal store (no schema version)")
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> int:
+    """Bring the file up to `target`; each step runs in its own transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = schema_version(conn)
+        if current > SCHEMA_VERSION:
+            raise StoreVersionError(
+                f"{path}: store has schema version {current}, this pytest-selfheal knows "
+                f"version {SCHEMA_VERSION} at most; upgrade pytest-selfheal or set "
+                "SELFHEAL_STORE to another file"
+            )
+        for version in range(current + 1, target + 1):
+            for statement in _statements(MIGRATIONS[version - 1]):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(version),),
+            )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return max(current, target)
+
+
+def _statements(script: str) -> Iterator[str]:
+    # executescript() would COMMIT the caller's transaction first; running the statements one
+    # by one keeps a migration and its version bump atomic.
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise StoreError(f"incomplete SQL in a migration: {pending.strip()[:60]}")
+
+
+def _prepare_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{directory}: cannot create the store directory: {exc}") from None
+    if directory.name == ".selfheal":
+        ignore = directory / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text(_GITIGNORE, encoding="utf-8")
+
+
+def _move_aside(path: Path) -> Path:
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        part = Path(f"{path}{suffix}")
+        if part.exists():
+            part.replace(Path(f"{aside}{suffix}"))
+    return aside
+
+
+def open_store(path: Path) -> Store:
+    """Open a store, turning raw sqlite3 errors into StoreError naming the file."""
+    try:
+        return Store.open(path)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {exc}") from None
