@@ -17,7 +17,8 @@ from agent.handlers import Handler, Kind, Registry, default_registry
 from agent.records import EventSource, TelemetryEvent
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.trace import ReadableSpan, Tracer
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import Tracer
 
     from agent.store import Store
 
@@ -124,9 +125,7 @@ def _read_json(path: Path, problems: list[str]) -> Any:
     return None
 
 
-def _load_one(
-    path: Path, schema: Any, registry: Registry, problems: list[str]
-) -> Sequence | None:
+def _load_one(path: Path, schema: Any, registry: Registry, problems: list[str]) -> Sequence | None:
     data = _read_json(path, problems)
     if data is None:
         return None
@@ -348,8 +347,9 @@ class Conductor:
     def flush_spans(self) -> None:
         """Write the beat spans collected so far into the store, as a `pipeline` run."""
         events, self._recorder.events = self._recorder.events, []
-        if not events or (self._store is None and self._store_factory is None and not
-                          self.config.store.exists()):
+        if not events or (
+            self._store is None and self._store_factory is None and not self.config.store.exists()
+        ):
             return
         store = self.store()
         run_id = store.begin_run("pipeline")

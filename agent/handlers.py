@@ -93,7 +93,9 @@ def plugin_handlers() -> list[Handler]:
         try:
             obj = ep.load()
         except Exception as exc:  # a broken third-party package must name itself
-            raise SequenceError(f"entry point {ep.name} ({ep.value}) failed to load: {exc}") from None
+            raise SequenceError(
+                f"entry point {ep.name} ({ep.value}) failed to load: {exc}"
+            ) from None
         if isinstance(obj, Handler):
             found.append(obj)
         elif isinstance(obj, HandlerSet):

@@ -36,7 +36,9 @@ def code_location(attrs: Mapping[str, Any]) -> CodeLocation:
         lineno = int(line) if line is not None else 0
     except (TypeError, ValueError):
         lineno = 0
-    return CodeLocation(file=str(first_attr(attrs, CODE_FILE) or ""), function=str(function), line=lineno)
+    return CodeLocation(
+        file=str(first_attr(attrs, CODE_FILE) or ""), function=str(function), line=lineno
+    )
 
 
 def plain_attributes(attrs: Mapping[str, Any] | None) -> dict[str, AttrValue]:

@@ -305,17 +305,17 @@ class EffectivenessData:
     insights: tuple[str, ...] = ()
 
 
-Record = Union[
-    TelemetryEvent,
-    TelemetryMetrics,
-    Anomaly,
-    Diagnosis,
-    FixRecommendation,
-    Patch,
-    ValidationResult,
-    Deployment,
-    EffectivenessData,
-]
+Record = (
+    TelemetryEvent
+    | TelemetryMetrics
+    | Anomaly
+    | Diagnosis
+    | FixRecommendation
+    | Patch
+    | ValidationResult
+    | Deployment
+    | EffectivenessData
+)
 
 RECORD_TYPES: dict[str, type[Any]] = {
     cls.__name__: cls
@@ -378,7 +378,7 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
     return hints
 
 
-def _decode(tp: Any, value: Any) -> Any:  # noqa: PLR0911 - one branch per JSON shape
+def _decode(tp: Any, value: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)

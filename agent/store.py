@@ -170,9 +170,7 @@ class Store:
 
     # Runs -------------------------------------------------------------------------------
 
-    def begin_run(
-        self, kind: str, commit: str = "", dirty: bool = False, env_key: str = ""
-    ) -> int:
+    def begin_run(self, kind: str, commit: str = "", dirty: bool = False, env_key: str = "") -> int:
         with self.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO runs (kind, started_ns, commit_sha, dirty, env_key)"
