@@ -107,13 +107,13 @@ def commits_between(repo: Path, base: str, head: str = "HEAD") -> list[CommitInf
 
 def changed_lines(repo: Path, base: str, head: str | None = None) -> dict[str, set[int]]:
     """Lines added or changed since `base` (in the working tree when head is None), per file."""
-    import unidiff
+    from unidiff.patch import PatchSet
 
     args = ["diff", "--no-color", "--no-ext-diff", "-U0", base]
     if head is not None:
         args.append(head)
     result: dict[str, set[int]] = {}
-    for pfile in unidiff.PatchSet(run_git(repo, *args)):
+    for pfile in PatchSet(run_git(repo, *args)):
         if pfile.is_removed_file:
             continue
         lines = {ln.target_line_no for h in pfile for ln in h if ln.is_added and ln.target_line_no}
