@@ -1,0 +1,17 @@
+"""The `selfheal` pytest plugin entry point; cheap to import, inert unless enabled."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("selfheal", "self-healing regressions (pytest-selfheal)")
+    group.addoption(
+        "--selfheal",
+        action="store_true",
+        dest="selfheal",
+        default=None,
+        help="record this run, detect regressions against earlier runs and heal them.",
+    )
+    parser.addini("selfheal", type="bool", default=False, help="enable pytest-selfheal.")
