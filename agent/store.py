@@ -115,8 +115,11 @@ class Store:
         self.conn = conn
 
     @classmethod
-    def open(cls, path: Path) -> Store:
-        """Open (creating and migrating as needed); a corrupt file is moved aside with a warning."""
+    def open(cls, path: Path, *, recover: bool = True) -> Store:
+        """Open (creating and migrating as needed); a corrupt file is moved aside with a warning.
+
+        With `recover=False` (the CLI) a corrupt file is a StoreError and is left where it is.
+        """
         path = Path(path)
         _prepare_dir(path.parent)
         try:
@@ -124,6 +127,8 @@ class Store:
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                 raise StoreError(f"{path}: store is locked by another process: {exc}") from None
+            if not recover:
+                raise StoreError(f"{path}: not a usable selfheal store ({exc})") from None
             aside = _move_aside(path)
             warnings.warn(
                 f"selfheal store {path} was unreadable ({exc}); moved to {aside.name}, "
@@ -392,9 +397,9 @@ def _move_aside(path: Path) -> Path:
     return aside
 
 
-def open_store(path: Path) -> Store:
+def open_store(path: Path, *, recover: bool = True) -> Store:
     """Open a store, turning raw sqlite3 errors into StoreError naming the file."""
     try:
-        return Store.open(path)
+        return Store.open(path, recover=recover)
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: {exc}") from None

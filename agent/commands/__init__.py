@@ -1,0 +1,1 @@
+"""Subcommands of `selfheal`: one module each, exposing `add_parser` and `run`."""
