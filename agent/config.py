@@ -18,6 +18,7 @@ DEFAULT_STORE = ".selfheal/selfheal.db"
 DEPLOY_MODES = ("off", "propose", "pr", "merge")
 COVERAGE_MODES = ("auto", "always", "never")
 SELECTION_MODES = ("affected", "full")
+PR_PROVIDERS = ("auto", "gh", "github", "glab")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ class Config:
     llm_url: str = ""
     llm_model: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys we do not know, kept for plugins
+    # Delivery details (issue 6): merge size cap, where proposals go, which PR provider.
+    max_merge_lines: int = 60  # changed lines above which `merge` only proposes
+    target_branch: str = ""  # empty = the branch checked out when the patch was validated
+    deploy_remote: str = "origin"
+    pr_provider: str = "auto"  # auto | gh | github | glab
+    github_api_url: str = "https://api.github.com"
+    github_repo: str = ""  # owner/name; empty = read from the remote's URL
 
     @property
     def selfheal_dir(self) -> Path:
@@ -87,12 +95,19 @@ _KEYS: dict[str, type[Any]] = {
     "verify_command": str,
     "llm_url": str,
     "llm_model": str,
+    "max_merge_lines": int,
+    "target_branch": str,
+    "deploy_remote": str,
+    "pr_provider": str,
+    "github_api_url": str,
+    "github_repo": str,
 }
 
 _CHOICES = {
     "deploy": DEPLOY_MODES,
     "coverage": COVERAGE_MODES,
     "validation_selection": SELECTION_MODES,
+    "pr_provider": PR_PROVIDERS,
 }
 
 
