@@ -96,6 +96,49 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (anomaly_kind, strategy)
     );
     """,
+    # 3: per-test history for fast baselines, and per-test line coverage maps.
+    """
+    -- One row per test per recorded run, derived from the run's test spans by the anomaly phase.
+    CREATE TABLE test_history (
+        run_id INTEGER NOT NULL REFERENCES runs (id),
+        env_key TEXT NOT NULL,
+        nodeid TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        call_ns INTEGER NOT NULL,
+        total_ns INTEGER NOT NULL,
+        signature TEXT NOT NULL DEFAULT '',
+        children TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (run_id, nodeid)
+    );
+    CREATE INDEX test_history_env ON test_history (env_key, run_id);
+    CREATE INDEX test_history_node ON test_history (env_key, nodeid, run_id);
+    -- A per-test coverage map (coverage.py dynamic contexts) of one commit.
+    CREATE TABLE coverage_maps (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id INTEGER NOT NULL DEFAULT 0,
+        commit_sha TEXT NOT NULL,
+        dirty INTEGER NOT NULL DEFAULT 0,
+        created_ns INTEGER NOT NULL,
+        statements INTEGER NOT NULL,
+        covered INTEGER NOT NULL
+    );
+    -- Executable lines per file (coverage.py numbits), for gaps and totals.
+    CREATE TABLE coverage_files (
+        map_id INTEGER NOT NULL REFERENCES coverage_maps (id),
+        file TEXT NOT NULL,
+        statements BLOB NOT NULL,
+        PRIMARY KEY (map_id, file)
+    );
+    -- Lines each test ran, per file (coverage.py numbits).
+    CREATE TABLE coverage_lines (
+        map_id INTEGER NOT NULL REFERENCES coverage_maps (id),
+        nodeid TEXT NOT NULL,
+        file TEXT NOT NULL,
+        lines BLOB NOT NULL,
+        PRIMARY KEY (map_id, nodeid, file)
+    );
+    CREATE INDEX coverage_lines_file ON coverage_lines (map_id, file);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
