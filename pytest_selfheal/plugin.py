@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_selfheal import validation
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("selfheal", "self-healing regressions (pytest-selfheal)")
@@ -15,3 +17,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="record this run, detect regressions against earlier runs and heal them.",
     )
     parser.addini("selfheal", type="bool", default=False, help="enable pytest-selfheal.")
+    validation.add_options(group, parser)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    # Validation mode first: it switches healing off before anything else looks at it.
+    validation.configure(config)
