@@ -243,6 +243,27 @@ class Store:
             conn.executemany(_INSERT_EVENT, rows)
         return len(rows)
 
+    def insert_events_at(
+        self, run_id: int, events: Iterable[rec.TelemetryEvent], source: str, offset: int
+    ) -> int:
+        """Insert events and move `source`'s read offset in ONE transaction (exactly once)."""
+        rows = [_event_row(run_id, e) for e in events]
+        with self.transaction() as conn:
+            conn.executemany(_INSERT_EVENT, rows)
+            conn.execute(
+                "INSERT OR REPLACE INTO offsets (source, offset, updated_ns) VALUES (?, ?, ?)",
+                (source, offset, time.time_ns()),
+            )
+        return len(rows)
+
+    def read_offsets(self, prefix: str = "") -> dict[str, int]:
+        """Committed read offsets of telemetry sources whose name starts with `prefix`."""
+        cur = self.conn.execute(
+            "SELECT source, offset FROM offsets WHERE substr(source, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+        return {str(source): int(offset) for source, offset in cur}
+
     def events(self, run_id: int) -> list[rec.TelemetryEvent]:
         cur = self.conn.execute("SELECT payload FROM spans WHERE run_id = ? ORDER BY id", (run_id,))
         return [_load(row[0], rec.TelemetryEvent) for row in cur]
