@@ -63,6 +63,12 @@ class Config:
     pr_provider: str = "auto"  # auto | gh | github | glab
     github_api_url: str = "https://api.github.com"
     github_repo: str = ""  # owner/name; empty = read from the remote's URL
+    # The agent (issue 8): watch debounce, telemetry windows, receiver port, plugin hand-off.
+    agent_debounce_ms: float = 300.0
+    agent_window_s: float = 60.0  # detection runs on each closed window of received spans
+    agent_otlp_port: int = 4318  # 0 = any free port, -1 = no receiver
+    agent_handoff: str = "auto"  # auto: `pytest --selfheal` hands anomalies to a running agent
+    agent_queue: int = 100  # anomalies waiting for healing; beyond this they are dropped
 
     @property
     def selfheal_dir(self) -> Path:
@@ -101,6 +107,11 @@ _KEYS: dict[str, type[Any]] = {
     "pr_provider": str,
     "github_api_url": str,
     "github_repo": str,
+    "agent_debounce_ms": float,
+    "agent_window_s": float,
+    "agent_otlp_port": int,
+    "agent_handoff": str,
+    "agent_queue": int,
 }
 
 _CHOICES = {
@@ -108,6 +119,7 @@ _CHOICES = {
     "coverage": COVERAGE_MODES,
     "validation_selection": SELECTION_MODES,
     "pr_provider": PR_PROVIDERS,
+    "agent_handoff": ("auto", "off"),
 }
 
 
