@@ -80,9 +80,9 @@ class Registry:
 
 def builtin_handlers() -> list[Handler]:
     """Every beat this package ships; each phase module adds one line here."""
-    from agent.phases import telemetry
+    from agent.phases import diagnosis, telemetry
 
-    sets: list[HandlerSet] = [telemetry.HANDLERS]
+    sets: list[HandlerSet] = [telemetry.HANDLERS, diagnosis.HANDLERS]
     return [h for s in sets for h in s]
 
 
