@@ -80,9 +80,10 @@ class Registry:
 
 def builtin_handlers() -> list[Handler]:
     """Every beat this package ships; each phase module adds one line here."""
-    from agent.phases import diagnosis, telemetry
+    from agent.phases import deployment, diagnosis, telemetry
 
     sets: list[HandlerSet] = [telemetry.HANDLERS, diagnosis.HANDLERS]
+    sets.append(deployment.HANDLERS)
     return [h for s in sets for h in s]
 
 
