@@ -303,6 +303,13 @@ class EffectivenessData:
     success: bool = False
     time_to_heal_ns: int = 0
     insights: tuple[str, ...] = ()
+    # Added by the learning phase: which patch, where git shows it applied, how many later
+    # runs measured it, and whether its outcome has been counted in the strategy model.
+    patch_id: str = ""
+    applied_commit: str = ""
+    runs_after: int = 0
+    outcome: str = "pending"  # pending | success | failure
+    counted: bool = False
 
 
 Record = (
