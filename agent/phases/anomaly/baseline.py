@@ -1,0 +1,152 @@
+"""Store queries: the current run's tests from its spans, and each test's comparable history."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agent.phases.anomaly import model as m
+from agent.store import Store
+
+# Runs looked at when assembling per-test history: more than `history` so that tests skipped
+# by `-k` or `--lf` in some runs still get a full sample.
+RUN_WINDOW_FACTOR = 5
+
+
+def load_current(store: Store, run_id: int) -> tuple[m.TestObservation, ...]:
+    """The tests of one run, with the operations their child spans ran (by count)."""
+    rows = store.conn.execute(
+        "SELECT source, span_id, parent_span_id, operation, start_ns, duration_ns,"
+        " exception_signature, code_file, payload FROM spans WHERE run_id = ? ORDER BY id",
+        (run_id,),
+    ).fetchall()
+    tests: dict[str, dict[str, Any]] = {}
+    parents: dict[str, str] = {}
+    ops: dict[str, str] = {}
+    for source, span_id, parent, op, start, dur, sig, file, payload in rows:
+        parents[span_id] = parent
+        ops[span_id] = op
+        if source == "test":
+            tests[span_id] = _test_row(json.loads(payload), start, dur, sig, file)
+    children = _children_per_test(parents, ops, set(tests))
+    return tuple(
+        _observation(row, children.get(span_id, Counter())) for span_id, row in tests.items()
+    )
+
+
+def _test_row(payload: dict[str, Any], start: int, dur: int, sig: str, file: str) -> dict[str, Any]:
+    attrs = payload.get("attributes", {})
+    loc = payload.get("location", {})
+    return {
+        "attrs": attrs,
+        "start": start,
+        "dur": dur,
+        "sig": sig,
+        "file": file,
+        "line": int(loc.get("line", 0) or 0),
+        "message": str(payload.get("exception_message", ""))[:500],
+    }
+
+
+def _children_per_test(
+    parents: Mapping[str, str], ops: Mapping[str, str], tests: set[str]
+) -> dict[str, Counter[str]]:
+    """Walk each non-test span up to its test span; count operations per test."""
+    result: dict[str, Counter[str]] = {}
+    for span_id, op in ops.items():
+        if span_id in tests:
+            continue
+        node, hops = parents.get(span_id, ""), 0
+        while node and node not in tests and hops < 64:
+            node, hops = parents.get(node, ""), hops + 1
+        if node in tests:
+            result.setdefault(node, Counter())[op] += 1
+    return result
+
+
+def _observation(row: dict[str, Any], children: Counter[str]) -> m.TestObservation:
+    attrs = row["attrs"]
+    ratio = attrs.get(m.ATTR_RATIO)
+    floor = attrs.get(m.ATTR_FLOOR_MS)
+    return m.TestObservation(
+        nodeid=str(attrs.get(m.ATTR_NODEID, "")),
+        outcome=str(attrs.get(m.ATTR_OUTCOME, "")),
+        call_ns=int(attrs.get(m.ATTR_CALL_NS, row["dur"])),
+        total_ns=int(row["dur"]),
+        signature=row["sig"],
+        message=row["message"],
+        file=row["file"],
+        line=row["line"],
+        worker=str(attrs.get(m.ATTR_WORKER, "")),
+        start_ns=int(row["start"]),
+        children=dict(children),
+        ratio=float(ratio) if isinstance(ratio, int | float) else None,
+        floor_ms=float(floor) if isinstance(floor, int | float) else None,
+    )
+
+
+def baseline_runs(store: Store, env_key: str, before_run: int, limit: int) -> list[int]:
+    """Earlier recorded test runs of this environment, newest first."""
+    rows = store.conn.execute(
+        "SELECT DISTINCT run_id FROM test_history WHERE env_key = ? AND run_id < ?"
+        " ORDER BY run_id DESC LIMIT ?",
+        (env_key, before_run, limit),
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def load_history(
+    store: Store, env_key: str, before_run: int, per_test: int
+) -> tuple[list[int], dict[str, tuple[m.PastResult, ...]]]:
+    """Each test's last `per_test` results in comparable runs (newest first), and the runs."""
+    runs = baseline_runs(store, env_key, before_run, per_test * RUN_WINDOW_FACTOR)
+    if not runs:
+        return [], {}
+    marks = ",".join("?" * len(runs))
+    rows = store.conn.execute(
+        "SELECT h.run_id, r.commit_sha, r.dirty, h.nodeid, h.outcome, h.call_ns, h.signature,"
+        f" h.children FROM test_history h JOIN runs r ON r.id = h.run_id WHERE h.run_id IN ({marks})"
+        " ORDER BY h.run_id DESC",
+        runs,
+    ).fetchall()
+    history: dict[str, list[m.PastResult]] = {}
+    for run_id, commit, dirty, nodeid, outcome, call_ns, sig, children in rows:
+        past = history.setdefault(nodeid, [])
+        if len(past) < per_test:
+            kids = json.loads(children) if children != "{}" else {}
+            past.append(m.PastResult(run_id, commit, bool(dirty), outcome, call_ns, sig, kids))
+    return runs, {k: tuple(v) for k, v in history.items()}
+
+
+def run_commit(store: Store, run_id: int) -> str:
+    row = store.conn.execute("SELECT commit_sha FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return str(row[0]) if row else ""
+
+
+def save_history(
+    store: Store, run_id: int, env_key: str, tests: Iterable[m.TestObservation]
+) -> int:
+    """Index this run's tests for later baselines (derived from its stored spans)."""
+    rows = [
+        (
+            run_id,
+            env_key,
+            t.nodeid,
+            t.outcome,
+            t.call_ns,
+            t.total_ns,
+            t.signature,
+            json.dumps(dict(t.children), sort_keys=True) if t.children else "{}",
+        )
+        for t in tests
+        if t.nodeid
+    ]
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO test_history (run_id, env_key, nodeid, outcome, call_ns,"
+            " total_ns, signature, children) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    return len(rows)

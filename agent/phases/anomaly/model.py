@@ -1,0 +1,118 @@
+"""The anomaly phase's request, baton and the per-test observations its detectors read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.records import Anomaly
+
+# Outcomes as the plugin records them on each test span.
+PASSED, FAILED, ERROR = "passed", "failed", "error"
+SKIPPED, XFAILED, XPASSED = "skipped", "xfailed", "xpassed"
+FAILING = frozenset({FAILED, ERROR})
+GREEN = frozenset({PASSED, XPASSED, XFAILED, SKIPPED})
+
+# Attribute names the plugin sets on test spans (read back from the stored events).
+ATTR_NODEID = "selfheal.test.nodeid"
+ATTR_OUTCOME = "selfheal.test.outcome"
+ATTR_SETUP_NS = "selfheal.test.setup_ns"
+ATTR_CALL_NS = "selfheal.test.call_ns"
+ATTR_TEARDOWN_NS = "selfheal.test.teardown_ns"
+ATTR_WORKER = "selfheal.test.worker"
+ATTR_RATIO = "selfheal.threshold.ratio"
+ATTR_FLOOR_MS = "selfheal.threshold.floor_ms"
+
+
+@dataclass(frozen=True)
+class RerunSpec:
+    """How to start pytest on the project again: argv prefix, directory and environment."""
+
+    argv: tuple[str, ...]
+    cwd: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 120.0
+
+
+@dataclass(frozen=True)
+class DetectRequest:
+    """What to compare: a stored test run (or telemetry run) against its comparable history."""
+
+    run_id: int
+    env_key: str = ""
+    commit: str = ""
+    dirty: bool = False
+    root: Path | None = None  # repository root, for changed lines and coverage gaps
+    rerun: RerunSpec | None = None  # None: no confirming re-runs (rank test on history only)
+    coverage_map_id: int = 0  # the map refreshed in this run, if any
+    detected_ns: int = 0
+
+
+@dataclass(frozen=True)
+class TestObservation:
+    """One test in one run, as the detectors need it."""
+
+    nodeid: str
+    outcome: str
+    call_ns: int
+    total_ns: int
+    signature: str = ""
+    message: str = ""
+    file: str = ""
+    line: int = 0
+    worker: str = ""
+    start_ns: int = 0
+    children: Mapping[str, int] = field(default_factory=dict)  # child operation -> count
+    ratio: float | None = None  # per-test thresholds from the selfheal marker
+    floor_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class PastResult:
+    """One earlier result of a test in a comparable environment."""
+
+    run_id: int
+    commit: str
+    dirty: bool
+    outcome: str
+    call_ns: int
+    signature: str = ""
+    children: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CoverageFacts:
+    """What the coverage detectors compare: uncovered changed lines, totals now and before."""
+
+    uncovered_changed: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    changed_statements: int = 0
+    total_now: float | None = None  # percent
+    total_before: float | None = None
+    map_commit: str = ""
+    before_commit: str = ""
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """Evidence gathered by re-running suspects in a fresh pytest process."""
+
+    durations: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # call ns per run
+    alone: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # outcomes run alone
+    in_order: Mapping[str, str] = field(default_factory=dict)  # outcome after its predecessors
+    errors: tuple[str, ...] = ()  # re-runs that could not be made, one line each
+
+
+@dataclass(frozen=True)
+class AnomalyBaton:
+    request: DetectRequest
+    baseline_runs: tuple[int, ...] = ()
+    baseline_commit: str = ""
+    current: tuple[TestObservation, ...] = ()
+    history: Mapping[str, tuple[PastResult, ...]] = field(default_factory=dict)  # newest first
+    confirmation: Confirmation = Confirmation()
+    coverage: CoverageFacts = CoverageFacts()
+    found: tuple[Anomaly, ...] = ()
+    anomalies: tuple[Anomaly, ...] = ()  # after aggregation
+    stored: int = 0
+    notes: tuple[str, ...] = ()  # things a detector could not do, for the summary

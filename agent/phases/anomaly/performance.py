@@ -1,0 +1,119 @@
+"""Test-duration regressions: effect size AND absolute floor AND a corrected rank test."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from agent import stats
+from agent.config import Config
+from agent.phases.anomaly.common import MAX_RERUNS, MIN_BASELINE, anomaly_id, ms, thresholds
+from agent.phases.anomaly.model import PASSED, AnomalyBaton, PastResult, TestObservation
+from agent.records import Anomaly, AnomalyKind, CodeLocation
+
+
+@dataclass(frozen=True)
+class Suspect:
+    nodeid: str
+    reruns: int  # confirming runs needed to reach the corrected alpha at all
+
+
+def baseline_sample(past: Sequence[PastResult]) -> list[int]:
+    """Call durations of earlier passing runs: failures stop early and are not comparable."""
+    return [p.call_ns for p in past if p.outcome == PASSED]
+
+
+def screen(
+    current: Sequence[TestObservation], history: Mapping[str, Sequence[PastResult]], config: Config
+) -> list[Suspect]:
+    """Passing tests whose single duration already clears the ratio and the floor."""
+    flagged: list[tuple[str, int]] = []
+    for obs in current:
+        if obs.outcome != PASSED:
+            continue
+        base = baseline_sample(history.get(obs.nodeid, ()))
+        limits = thresholds(config, obs.ratio, obs.floor_ms)
+        if len(base) >= MIN_BASELINE and stats.is_suspect(
+            [obs.call_ns], base, limits.ratio, limits.floor_ns
+        ):
+            flagged.append((obs.nodeid, len(base)))
+    family_alpha = config.perf_alpha / max(1, len(flagged))
+    cap = max(config.perf_reruns, MAX_RERUNS)
+    return [
+        Suspect(node, stats.reruns_needed(n_base, family_alpha, config.perf_reruns, cap))
+        for node, n_base in flagged
+    ]
+
+
+def detect_slowdowns(baton: AnomalyBaton, config: Config) -> list[Anomaly]:
+    """Confirm the suspects on their re-run sample; Holm across every suspect compared."""
+    candidates = []
+    for obs in baton.current:
+        if obs.outcome != PASSED:
+            continue
+        base = baseline_sample(baton.history.get(obs.nodeid, ()))
+        limits = thresholds(config, obs.ratio, obs.floor_ms)
+        if len(base) < MIN_BASELINE or not stats.is_suspect(
+            [obs.call_ns], base, limits.ratio, limits.floor_ns
+        ):
+            continue
+        # The re-runs are fresh data, independent of the screen that picked the test; the
+        # screening run itself is only used when no re-run could be made.
+        sample = list(baton.confirmation.durations.get(obs.nodeid, ())) or [obs.call_ns]
+        candidates.append((obs, base, sample, stats.mann_whitney_greater(sample, base)))
+    adjusted = stats.holm_adjusted([c[3].p_value for c in candidates])
+    found = []
+    for (obs, base, sample, test), p_adj in zip(candidates, adjusted, strict=True):
+        limits = thresholds(config, obs.ratio, obs.floor_ms)
+        if p_adj > limits.alpha or not stats.is_suspect(sample, base, limits.ratio, limits.floor_ns):
+            continue
+        found.append(_anomaly(baton, obs, base, sample, test, p_adj, len(candidates)))
+    return found
+
+
+def _anomaly(
+    baton: AnomalyBaton,
+    obs: TestObservation,
+    base: list[int],
+    sample: list[int],
+    test: stats.RankTest,
+    p_adj: float,
+    family: int,
+) -> Anomaly:
+    ratio = stats.median_ratio(sample, base)
+    base_ms, cur_ms = ms(stats.median(base)), ms(stats.median(sample))
+    req = baton.request
+    return Anomaly(
+        id=anomaly_id(req.run_id, AnomalyKind.PERFORMANCE, "slowdown", obs.nodeid),
+        kind=AnomalyKind.PERFORMANCE,
+        subtype="slowdown",
+        severity=stats.severity_for_ratio(ratio),
+        confidence=round(max(0.0, 1.0 - p_adj), 4),
+        subject=obs.nodeid,
+        description=(
+            f"{obs.nodeid} is {ratio:.2f}x slower: median {cur_ms:.1f} ms over "
+            f"{len(sample)} runs vs {base_ms:.1f} ms over {len(base)} earlier runs "
+            f"(p={p_adj:.3g} after Holm over {family})"
+        ),
+        detected_ns=req.detected_ns,
+        run_id=req.run_id,
+        baseline_run_id=baton.baseline_runs[0] if baton.baseline_runs else 0,
+        commit=req.commit,
+        baseline_commit=baton.baseline_commit,
+        location=CodeLocation(file=obs.file, function=obs.nodeid.rsplit("::", 1)[-1], line=obs.line),
+        tests=(obs.nodeid,),
+        evidence={
+            "ratio": round(ratio, 4),
+            "current_median_ms": cur_ms,
+            "baseline_median_ms": base_ms,
+            "first_run_ms": ms(obs.call_ns),
+            "n_current": len(sample),
+            "n_baseline": len(base),
+            "p_value": round(test.p_value, 6),
+            "p_adjusted": round(p_adj, 6),
+            "tests_compared": family,
+            "method": test.method,
+            "effect": round(test.effect, 4),
+            "spread": round(stats.relative_spread(base), 4),
+        },
+    )
