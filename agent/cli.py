@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from agent import __version__
+from agent.commands import agent as agent_command
 from agent.commands import sequences, telemetry
 from agent.errors import SelfHealError
 
@@ -26,6 +27,7 @@ class Command(Protocol):
 COMMANDS: tuple[Command, ...] = (
     sequences,
     telemetry,
+    agent_command,
 )
 
 
