@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,6 +281,17 @@ class Conductor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @contextlib.contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Plays inside (e.g. one per batch of a large ingest) become one `pipeline` run."""
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            self.flush_spans()
 
     def play(self, sequence_id: str, baton: Any, *, deadline: float | None = None) -> Any:
         """Run every beat of one sequence in order and return the final baton."""

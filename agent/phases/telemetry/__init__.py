@@ -1,0 +1,40 @@
+"""Phase 1, telemetry.parse: read spans, logs and spool segments; store per-operation metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from agent.errors import SelfHealError
+from agent.phases.telemetry.baton import (
+    IngestState,
+    TelemetryBaton,
+    TelemetryOutcome,
+    TelemetryRequest,
+)
+from agent.phases.telemetry.beats import HANDLERS, run_summary
+
+if TYPE_CHECKING:
+    from agent.conductor import Conductor
+
+SEQUENCE_ID = "telemetry.parse"
+
+__all__ = ["HANDLERS", "SEQUENCE_ID", "TelemetryOutcome", "TelemetryRequest", "ingest"]
+
+
+def ingest(conductor: Conductor, request: TelemetryRequest) -> TelemetryOutcome:
+    """Play telemetry.parse once per batch until every source is read; one pipeline run."""
+    baton = TelemetryBaton(request=request, state=IngestState.for_request(request))
+    with conductor.grouped():
+        while baton.outcome is None:
+            try:
+                baton = conductor.play(SEQUENCE_ID, baton)
+            except SelfHealError:
+                _mark_failed(conductor, baton)
+                raise
+    return baton.outcome
+
+
+def _mark_failed(conductor: Conductor, baton: TelemetryBaton) -> None:
+    """Keep what earlier batches stored, and say the run did not finish."""
+    if baton.run_id:
+        conductor.store().end_run(baton.run_id, "failed", run_summary(baton))

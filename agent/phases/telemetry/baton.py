@@ -1,0 +1,107 @@
+"""The telemetry phase's request, outcome and baton."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.phases.telemetry.aggregate import Aggregator
+from agent.phases.telemetry.normalise import LinkIndex, LinkState, Normalised
+from agent.phases.telemetry.raw import Extracted
+from agent.phases.telemetry.sources import Cursor, ReadStats, SourceFile
+from agent.records import TelemetryEvent, TelemetryMetrics
+
+RUN_KINDS = ("ingest", "test", "agent", "receiver")
+START = Cursor()
+
+
+@dataclass(frozen=True)
+class TelemetryRequest:
+    """What to ingest and how; `sources` are files or directories, `events` in-memory events."""
+
+    sources: tuple[Path, ...] = ()
+    events: tuple[TelemetryEvent, ...] = ()
+    run_kind: str = "ingest"  # ingest | test | agent | receiver
+    commit: str = ""
+    dirty: bool = False
+    env_key: str = ""
+    # Store every event (test runs need them), or only metrics plus exemplars: the slowest
+    # and the failing events of each operation (large ingests would otherwise store gigabytes).
+    keep_raw: bool = False
+    batch_events: int = 10_000  # events per batch: bounds memory, whatever the input size
+    max_operations: int = 10_000
+    exemplars: int = 3  # slowest and failing events kept per operation when not keep_raw
+
+
+@dataclass(frozen=True)
+class TelemetryOutcome:
+    """What one ingest did: the run it stored and the counts behind its summary."""
+
+    run_id: int
+    events: int
+    stored_events: int
+    sources: tuple[str, ...]
+    malformed: Mapping[str, int]  # per source: lines (or spans in a line) that were skipped
+    ignored: int  # valid lines of other OTLP signals (logs, metrics)
+    metrics: tuple[TelemetryMetrics, ...]
+    edges: int
+    signatures: int
+    unresolved_parents: int
+    overflow: int
+    batches: int
+
+    @property
+    def malformed_total(self) -> int:
+        return sum(self.malformed.values())
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run record as the first beat opens it; the store beat writes it."""
+
+    kind: str
+    commit: str
+    dirty: bool
+    env_key: str
+    started_ns: int
+
+
+@dataclass
+class IngestState:
+    """Accumulators that live across the batches of one ingest (updated in place)."""
+
+    stats: ReadStats
+    links: LinkState
+    aggregator: Aggregator
+    events: int = 0
+    stored: int = 0
+
+    @classmethod
+    def for_request(cls, request: TelemetryRequest) -> IngestState:
+        return cls(
+            stats=ReadStats(),
+            links=LinkState(LinkIndex(10 * request.batch_events)),
+            aggregator=Aggregator(request.max_operations, request.exemplars),
+        )
+
+
+@dataclass(frozen=True)
+class TelemetryBaton:
+    """Passed through the seven beats; `ingest` plays the sequence once per batch."""
+
+    request: TelemetryRequest
+    state: IngestState
+    run: RunInfo | None = None
+    batch: int = 0
+    sources: tuple[SourceFile, ...] = ()
+    cursor: Cursor = START
+    previous: Cursor = START  # where the last batch started
+    memory_read: bool = False  # request.events went into the first batch
+    exhausted: bool = False  # nothing left to read after this batch
+    extracted: tuple[Extracted, ...] = ()
+    normalised: tuple[Normalised, ...] = ()
+    metrics: tuple[TelemetryMetrics, ...] = ()
+    run_id: int = 0
+    outcome: TelemetryOutcome | None = None
+    notes: tuple[str, ...] = field(default=())

@@ -1,0 +1,175 @@
+"""The spool: append-only segments of JSON lines, one TelemetryEvent each, read by offset.
+
+Layout: `<dir>/<created_ns:019d>-<pid>-<n:04d>.jsonl`, one writer process per file, so files
+sort by creation time and no two processes ever append to the same file. The first line of a
+segment is a header `{"type": "SpoolHeader", "version": 1, "pid": ..., "created_ns": ...}`;
+every other line is `records.to_json(TelemetryEvent)` followed by `\n`. A line is written
+with a single `write` of the complete line, so a crash can leave at most one torn line at the
+end of a segment; readers consume complete lines only and skip (and count) what does not decode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import records as rec
+
+SPOOL_VERSION = 1
+HEADER_TYPE = "SpoolHeader"
+SEGMENT_SUFFIX = ".jsonl"
+DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+
+
+def spool_dir(selfheal_dir: Path) -> Path:
+    """The spool directory under a project's `.selfheal/`."""
+    return selfheal_dir / "spool"
+
+
+def is_segment(path: Path) -> bool:
+    """A file named like a segment: `<digits>-<digits>-<digits>.jsonl`."""
+    if path.suffix != SEGMENT_SUFFIX:
+        return False
+    parts = path.stem.split("-")
+    return len(parts) == 3 and all(p.isdigit() for p in parts)
+
+
+def segments(directory: Path) -> list[Path]:
+    """The segments in a spool directory, oldest first."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_file() and is_segment(p))
+
+
+def is_header(obj: object) -> bool:
+    return isinstance(obj, dict) and obj.get("type") == HEADER_TYPE
+
+
+class SpoolWriter:
+    """Appends events to this process's current segment, rotating past `max_bytes`."""
+
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        if max_bytes < 1024:
+            raise ValueError(f"max_bytes {max_bytes} is too small for a spool segment")
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self._fd: int | None = None
+        self._path: Path | None = None
+        self._size = 0
+        self._serial = 0
+
+    @property
+    def path(self) -> Path | None:
+        """The segment being written, if one is open."""
+        return self._path
+
+    def write(self, events: Iterable[rec.TelemetryEvent]) -> int:
+        """Append events, one line each; returns the bytes written."""
+        written = 0
+        for event in events:
+            line = (json.dumps(rec.to_json(event), separators=(",", ":")) + "\n").encode()
+            if self._fd is None or self._size + len(line) > self.max_bytes:
+                self._rotate()
+            self._write_all(line)
+            written += len(line)
+        return written
+
+    def flush(self) -> None:
+        """Make what was written durable (the exporter calls it from force_flush)."""
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self._path = None
+
+    def __enter__(self) -> SpoolWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rotate(self) -> None:
+        self.close()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._serial += 1
+        now = time.time_ns()
+        path = self.directory / f"{now:019d}-{os.getpid()}-{self._serial:04d}{SEGMENT_SUFFIX}"
+        # O_EXCL: a name clash means another writer, never a file to append to.
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        self._path = path
+        self._size = 0
+        header = {"type": HEADER_TYPE, "version": SPOOL_VERSION, "pid": os.getpid()}
+        header["created_ns"] = now
+        self._write_all((json.dumps(header, separators=(",", ":")) + "\n").encode())
+
+    def _write_all(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._size += len(data)
+
+
+@dataclass(frozen=True)
+class SegmentRead:
+    """What one read of a segment found; `offset` is where the next read starts."""
+
+    events: tuple[rec.TelemetryEvent, ...]
+    offset: int
+    malformed: int
+    pending_bytes: int  # an incomplete last line: still being written, or torn by a crash
+
+
+def read_segment(path: Path, offset: int = 0, max_events: int | None = None) -> SegmentRead:
+    """Read complete lines from `offset`; an incomplete last line is left for the next read."""
+    events: list[rec.TelemetryEvent] = []
+    malformed = 0
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        for line in handle:
+            if not line.endswith(b"\n"):
+                return SegmentRead(tuple(events), offset, malformed, len(line))
+            offset += len(line)
+            event, bad = decode_line(line)
+            malformed += bad
+            if event is not None:
+                events.append(event)
+                if max_events is not None and len(events) >= max_events:
+                    break
+    return SegmentRead(tuple(events), offset, malformed, 0)
+
+
+def decode_line(line: bytes) -> tuple[rec.TelemetryEvent | None, int]:
+    """One spool line: (event, 0), (None, 0) for a header or blank line, (None, 1) if bad."""
+    if not line.strip():
+        return None, 0
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None, 1
+    if is_header(obj):
+        return None, 0
+    return decode_event(obj)
+
+
+def decode_event(obj: object) -> tuple[rec.TelemetryEvent | None, int]:
+    if not isinstance(obj, dict):
+        return None, 1
+    try:
+        return rec.from_json(obj, rec.TelemetryEvent), 0
+    except (TypeError, ValueError, KeyError):
+        return None, 1
+
+
+def iter_spool(directory: Path) -> Iterator[tuple[Path, SegmentRead]]:
+    """Every segment of a spool directory read from the start (for a one-off ingest)."""
+    for path in segments(directory):
+        yield path, read_segment(path)
