@@ -73,11 +73,11 @@ def load_anomalies(baton: DiagnosisBaton, ctx: BeatContext) -> DiagnosisBaton:
 
 def load_learned(store: Store, anomaly: Anomaly) -> dict[str, tuple[float, float]]:
     """(successes, failures) per strategy for this anomaly kind, from the `learning` table."""
-    rows = store.conn.execute(
-        "SELECT strategy, successes, failures FROM learning WHERE anomaly_kind = ?",
-        (anomaly.kind.value,),
-    )
-    return {str(s): (float(ok), float(bad)) for s, ok, bad in rows}
+    from agent.phases.learning.model import strategy_stats
+
+    return {
+        row.strategy: (row.successes, row.failures) for row in strategy_stats(store, anomaly.kind)
+    }
 
 
 @HANDLERS.beat("loadCodebaseInfo", "stage-crew")
@@ -89,7 +89,7 @@ def load_codebase_info(baton: DiagnosisBaton, ctx: BeatContext) -> DiagnosisBato
     head = git.head_commit(repo)
     if not head:
         raise GitError(f"{repo}: the repository has no commits yet")
-    with codebase.scratch_worktree(repo, ctx.config.selfheal_dir, head, "diag") as wt:
+    with codebase.scratch_worktree(repo, head, "diagnosis") as wt:
         info = _collect(repo, wt, head, anomaly, ctx)
     return dataclasses.replace(baton, codebase=info, notes=baton.notes + info.notes)
 

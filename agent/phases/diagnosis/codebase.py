@@ -11,7 +11,6 @@ import contextlib
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,14 +46,12 @@ class CodebaseInfo:
 
 
 @contextlib.contextmanager
-def scratch_worktree(repo: Path, workdir: Path, commit: str, tag: str) -> Iterator[Path]:
-    """A detached worktree of `commit`, removed afterwards even when the caller fails."""
-    path = workdir / "worktrees" / f"{tag}-{uuid.uuid4().hex[:8]}"
-    git.add_worktree(repo, path, commit)
-    try:
-        yield path
-    finally:
-        git.remove_worktree(repo, path)
+def scratch_worktree(repo: Path, commit: str, tag: str) -> Iterator[Path]:
+    """A detached worktree of `commit` (the validation gate's kind), removed afterwards."""
+    from agent.phases.validation.workspace import Worktree
+
+    with Worktree(repo, commit, tag) as wt:
+        yield wt.path
 
 
 def checkout(worktree: Path, commit: str) -> None:
@@ -197,6 +194,6 @@ def profile_tests(worktree: Path, tests: Sequence[str], timeout_s: float) -> Pro
 
 def show_commit(repo: Path, sha: str) -> str:
     try:
-        return git.run_git(repo, "show", "--no-color", "--format=%H%n%s%n", "-U0", sha)
+        return git.run_git(repo, "show", "--no-color", "--format=%H%n%s%n", sha)
     except GitError:
         return ""
