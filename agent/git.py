@@ -139,3 +139,47 @@ def diff_worktree(worktree: Path) -> str:
     """`git diff` of everything changed in a worktree against its HEAD, new files included."""
     run_git(worktree, "add", "-A", "--intent-to-add")
     return run_git(worktree, "diff", "--no-color", "--no-ext-diff", "--binary", "HEAD")
+
+
+# Scratch worktrees for validation -------------------------------------------------------
+# Hooks are switched off: checking out a scratch copy must not run the developer's hooks.
+_NO_HOOKS = ("-c", "core.hooksPath=/dev/null")
+
+
+def add_scratch_worktree(repo: Path, path: Path, commit: str) -> Path:
+    """A detached worktree of `commit` at `path`, made without running any git hook."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_git(repo, *_NO_HOOKS, "worktree", "add", "--detach", "--force", str(path), commit)
+    return path
+
+
+def list_worktrees(repo: Path) -> list[Path]:
+    """Paths of every worktree git knows for `repo`, the main one included."""
+    out = run_git(repo, "worktree", "list", "--porcelain")
+    prefix = "worktree "
+    return [Path(line[len(prefix) :]) for line in out.splitlines() if line.startswith(prefix)]
+
+
+def tracked_symlinks(repo: Path, commit: str) -> set[str]:
+    """Paths that are symbolic links (mode 120000) in the tree of `commit`."""
+    out = run_git(repo, "ls-tree", "-r", "-z", "--full-tree", commit)
+    links: set[str] = set()
+    for entry in out.split("\x00"):
+        meta, _, name = entry.partition("\t")
+        if meta.startswith("120000 "):
+            links.add(name)
+    return links
+
+
+def apply_patch(worktree: Path, diff: str, *, check_only: bool = False) -> None:
+    """`git apply` a unified diff to a worktree's files (not its index); GitError on conflict."""
+    args = ["apply", "-p1", "--whitespace=nowarn"]
+    if check_only:
+        args.append("--check")
+    run_git(worktree, *_NO_HOOKS, *args, "-", input_text=diff)
+
+
+def reset_scratch_worktree(worktree: Path) -> None:
+    """Put a scratch worktree back to its HEAD: tracked files restored, untracked removed."""
+    run_git(worktree, *_NO_HOOKS, "checkout", "--force", "--quiet", "HEAD", "--", ".")
+    run_git(worktree, "clean", "-fdxq")

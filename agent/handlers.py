@@ -87,6 +87,9 @@ def builtin_handlers() -> list[Handler]:
     from agent.phases import anomaly
 
     sets.append(anomaly.HANDLERS)
+    from agent.phases import validation
+
+    sets.append(validation.HANDLERS)
     return [h for s in sets for h in s]
 
 

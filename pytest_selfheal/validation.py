@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +211,7 @@ def _collect_coverage(config: pytest.Config, result: Path) -> dict[str, Any]:
         own.save()
     directory = _coverage_dir(result)
     root = Path(config.rootpath)
-    cov = coverage.Coverage(data_file=str(directory / "combined"), config_file=False)
+    cov = coverage.Coverage(data_file=str(directory / "data"), config_file=False)
     cov.combine([str(directory)], keep=False)
     files: dict[str, Any] = {}
     for name in cov.get_data().measured_files():

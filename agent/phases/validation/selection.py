@@ -1,0 +1,112 @@
+"""Which tests validate a patch: the anomaly's own, those covering the changed lines, or all."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.coverage_map import CoverageMap
+from agent.patches import CheckedPatch, FileChange
+from agent.phases.validation.checks import TEST_FILE
+
+# Measured by bench/validation.py on 2 cores: starting two xdist workers costs about 1.2 s,
+# which a set of quick unit tests only earns back from several hundred tests on.
+XDIST_MIN_TESTS = 400
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The test arguments of the wide run; `full` means the project's whole suite."""
+
+    tests: tuple[str, ...]  # node ids or test files; empty when full
+    full: bool
+    reason: str
+
+    @property
+    def args(self) -> list[str]:
+        return [] if self.full else list(self.tests)
+
+
+def select(
+    patch: CheckedPatch,
+    anomaly_tests: Sequence[str],
+    cmap: CoverageMap | None,
+    policy: str,
+    stale_files: Collection[str] = (),
+) -> Selection:
+    """`full` → the whole suite. `affected` → the anomaly's tests plus the tests whose recorded
+    coverage touches the changed lines; whenever that cannot be known, the whole suite."""
+    if policy == "full":
+        return Selection((), True, "policy: full suite")
+    if cmap is None:
+        return Selection((), True, "no coverage map known: full suite")
+    chosen: set[str] = set(anomaly_tests)
+    for change in patch.files:
+        found = tests_for_change(change, cmap, stale_files)
+        if found is None:
+            return Selection((), True, f"{change.path or change.source_path}: cannot map to tests")
+        chosen |= found
+    if not chosen:
+        return Selection((), True, "no test covers the changed lines: full suite")
+    return Selection(tuple(sorted(_drop_nested(chosen))), False, f"{len(chosen)} affected")
+
+
+def tests_for_change(
+    change: FileChange, cmap: CoverageMap, stale_files: Collection[str] = ()
+) -> set[str] | None:
+    """Tests that ran the base lines a file change touches; None when it cannot be mapped."""
+    name = change.source_path or change.path
+    if name.endswith("conftest.py") or not name.endswith(".py"):
+        return None  # fixtures, data and configuration reach tests we cannot see
+    if TEST_FILE.search(name):
+        return {change.path} if change.path else set()  # a changed test file runs whole
+    if not change.source_path or name in stale_files:
+        return None
+    statements = cmap.statements.get(name)
+    if statements is None:
+        return None
+    tests: set[str] = set()
+    for line in sorted(change.base_lines & statements):
+        touching = cmap.tests_touching(name, [line])
+        if not touching:
+            # Import-time lines (def, decorators, module constants) carry no test context:
+            # every test that runs anything in this file may see the change.
+            return set(cmap.tests_touching(name))
+        tests.update(touching)
+    if not change.base_lines & statements:
+        return set(cmap.tests_touching(name))
+    return tests
+
+
+def _drop_nested(ids: set[str]) -> set[str]:
+    """A whole test file already selected makes its own node ids redundant."""
+    files = {i for i in ids if "::" not in i}
+    return {i for i in ids if "::" not in i or i.split("::", 1)[0] not in files}
+
+
+def workers_for(count: int, full: bool, cpus: int | None = None) -> int:
+    """xdist workers for a run of `count` tests (0: run in one process)."""
+    import os
+
+    cpus = cpus or os.cpu_count() or 1
+    if cpus < 2 or (not full and count < XDIST_MIN_TESTS):
+        return 0
+    return min(cpus, 4)
+
+
+def xdist_available() -> bool:
+    try:
+        import xdist  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def args_file(directory: Path, args: Sequence[str]) -> list[str]:
+    """Long node-id lists go through pytest's @file argument instead of the command line."""
+    if len(args) < 200:
+        return list(args)
+    path = directory / "selected-tests.txt"
+    path.write_text("\n".join(args) + "\n", encoding="utf-8")
+    return [f"@{path}"]

@@ -1,0 +1,226 @@
+"""The test runs of a validation: anomaly tests, the selected set, doctests and baselines."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from agent import coverage_map, git
+from agent.conductor import BeatContext
+from agent.coverage_map import CoverageMap
+from agent.errors import GitError, StoreError
+from agent.phases.validation import checks, selection
+from agent.phases.validation.model import StageRun, ValidationBaton
+from agent.phases.validation.workspace import Worktree
+from agent.runner import FileCoverage, RunOutcome, Sandbox, run_pytest
+
+# Coverage of the base commit per selected test set, kept for the life of the process.
+_BASELINES: dict[tuple[str, str, str], dict[str, FileCoverage]] = {}
+
+
+def _sandbox(baton: ValidationBaton) -> Sandbox:
+    remaining = max(1.0, baton.deadline - time.monotonic()) if baton.deadline else 300.0
+    return Sandbox(timeout_s=remaining)
+
+
+def _run(
+    baton: ValidationBaton,
+    stage: str,
+    args: Sequence[str],
+    *,
+    worktree: Path | None = None,
+    **options: int | bool,
+) -> StageRun:
+    assert baton.worktree is not None or worktree is not None
+    where = worktree or (baton.worktree.path if baton.worktree else Path("."))
+    with tempfile.TemporaryDirectory(prefix="selfheal-args-") as tmp:
+        argv = selection.args_file(Path(tmp), list(args))
+        outcome = run_pytest(
+            where,
+            argv,
+            patch_id=baton.request.patch.id,
+            sandbox=_sandbox(baton),
+            coverage=bool(options.get("coverage", False)),
+            repeat=int(options.get("repeat", 1)),
+            workers=int(options.get("workers", 0)),
+        )
+    return StageRun(stage, tuple(args), outcome)
+
+
+def run_anomaly_tests(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
+    """Fast reject: the anomaly's own tests, `repeats` times in a row, stopping at a failure."""
+    tests = baton.request.anomaly_tests
+    if not tests:
+        return baton
+    run = _run(baton, "anomaly", [*tests, "-x"], repeat=_repeats(baton, ctx))
+    check = checks.check_repeats(run.outcome, tests, baton.request.repeats)
+    return baton.with_run(run).with_check(check, stop=True)
+
+
+def _repeats(baton: ValidationBaton, ctx: BeatContext) -> int:
+    # A slowdown needs a timing sample as large as detection's confirming re-runs.
+    if baton.request.is_performance:
+        return max(baton.request.repeats, ctx.config.perf_reruns)
+    return baton.request.repeats
+
+
+def run_selected(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
+    """The affected tests (or the full suite), with coverage when it is to be compared."""
+    assert baton.checked is not None
+    cmap, stale = load_map(ctx, baton.base_commit, baton.checked.paths)
+    chosen = selection.select(
+        baton.checked, baton.request.anomaly_tests, cmap, baton.request.selection, stale
+    )
+    known = len(cmap.per_test) if cmap is not None and chosen.full else len(chosen.tests)
+    workers = selection.workers_for(known, chosen.full) if selection.xdist_available() else 0
+    stage = "full" if chosen.full else "affected"
+    run = _run(baton, stage, chosen.args, coverage=baton.request.coverage, workers=workers)
+    baton = dataclasses.replace(baton, selection=chosen).with_run(run)
+    return baton.with_check(dataclasses.replace(checks.check_run("tests", run.outcome)), stop=True)
+
+
+def load_map(
+    ctx: BeatContext, base: str, paths: Sequence[str]
+) -> tuple[CoverageMap | None, set[str]]:
+    """The newest per-test coverage map usable at `base`, and the files changed since it."""
+    try:
+        store = ctx.store
+        map_id = coverage_map.latest_id(store, commit=base) or coverage_map.latest_id(store)
+        cmap = coverage_map.load(store, map_id, paths) if map_id else None
+    except StoreError:
+        return None, set()
+    if cmap is None or cmap.dirty:
+        return None, set()
+    if cmap.commit == base:
+        return cmap, set()
+    try:
+        out = git.run_git(ctx.config.root, "diff", "--name-only", cmap.commit, base, "--", *paths)
+    except GitError:
+        return None, set()
+    return cmap, set(out.split())
+
+
+def run_doctests(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
+    """`--doctest-modules` on touched source modules that contain doctests."""
+    modules = [
+        name
+        for name, text in baton.files_after.items()
+        if name.endswith(".py") and text and ">>>" in text and not checks.TEST_FILE.search(name)
+    ]
+    if not modules:
+        return baton
+    run = _run(baton, "doctest", ["--doctest-modules", "-p", "no:randomly", *modules])
+    check = checks.check_run("doctests", run.outcome, require_tests=False)
+    return baton.with_run(run).with_check(check)
+
+
+def selected_coverage(baton: ValidationBaton) -> Mapping[str, FileCoverage] | None:
+    run = baton.run_of("affected") or baton.run_of("full")
+    if run is None or run.outcome.result is None:
+        return None
+    return run.outcome.result.coverage
+
+
+def baseline_coverage(
+    baton: ValidationBaton, ctx: BeatContext
+) -> tuple[ValidationBaton, Mapping[str, FileCoverage] | None]:
+    """Coverage of the same tests on the unpatched base commit: cached, or measured now."""
+    run = baton.run_of("affected") or baton.run_of("full")
+    assert run is not None
+    key = (str(ctx.config.root), baton.base_commit, _args_key(run.args))
+    cached = _BASELINES.get(key) or _read_cache(ctx.config.root, key)
+    if cached is not None:
+        _BASELINES[key] = cached
+        return baton, cached
+    with Worktree(ctx.config.root, baton.base_commit, "baseline") as base:
+        workers = selection.workers_for(max(len(run.args), 1), not run.args)
+        measured = _run(
+            baton,
+            "coverage-baseline",
+            run.args,
+            worktree=base.path,
+            coverage=True,
+            workers=workers if selection.xdist_available() else 0,
+        )
+    baton = baton.with_run(measured)
+    result = measured.outcome.result
+    if measured.outcome.status != "finished" or result is None or result.coverage is None:
+        return baton, None
+    _BASELINES[key] = dict(result.coverage)
+    _write_cache(ctx.config.root, key, result.coverage)
+    return baton, result.coverage
+
+
+def _args_key(args: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(args)).encode()).hexdigest()[:16]
+
+
+def _cache_path(root: Path, key: tuple[str, str, str]) -> Path:
+    return root / ".selfheal" / "cache" / f"coverage-{key[1][:16]}-{key[2]}.json"
+
+
+def _read_cache(root: Path, key: tuple[str, str, str]) -> dict[str, FileCoverage] | None:
+    try:
+        data = json.loads(_cache_path(root, key).read_text(encoding="utf-8"))
+        return {
+            f: FileCoverage(frozenset(v["statements"]), frozenset(v["missing"]))
+            for f, v in data.items()
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_cache(root: Path, key: tuple[str, str, str], cov: Mapping[str, FileCoverage]) -> None:
+    path = _cache_path(root, key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {
+            f: {"statements": sorted(fc.statements), "missing": sorted(fc.missing)}
+            for f, fc in cov.items()
+        }
+        path.write_text(json.dumps(data), encoding="utf-8")
+    except OSError:
+        pass  # a cache that cannot be written only costs a re-measure next time
+
+
+def measure_timing(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
+    """The candidate's sample from the anomaly run; the baseline from the request, the
+    anomaly's evidence, or a run of the same tests at the anomaly's baseline commit."""
+    run = baton.run_of("anomaly")
+    after = _durations(run.outcome) if run else ()
+    baton = dataclasses.replace(baton, timing_after=after)
+    before = baton.request.baseline_timing_ns or _evidence_baseline(baton)
+    if before:
+        return dataclasses.replace(baton, timing_before=before)
+    anomaly = baton.request.anomaly
+    if anomaly is None or not anomaly.baseline_commit or not baton.request.anomaly_tests:
+        return baton
+    with Worktree(ctx.config.root, anomaly.baseline_commit, "timing") as base:
+        measured = _run(
+            baton,
+            "timing-baseline",
+            baton.request.anomaly_tests,
+            worktree=base.path,
+            repeat=_repeats(baton, ctx),
+        )
+    baton = baton.with_run(measured)
+    return dataclasses.replace(baton, timing_before=_durations(measured.outcome))
+
+
+def _durations(outcome: RunOutcome) -> tuple[int, ...]:
+    if outcome.result is None:
+        return ()
+    return tuple(t.duration_ns for t in outcome.result.tests if t.outcome == "passed")
+
+
+def _evidence_baseline(baton: ValidationBaton) -> tuple[int, ...]:
+    anomaly = baton.request.anomaly
+    value = anomaly.evidence.get("baseline_median_ms") if anomaly is not None else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return (int(value * 1e6),)
+    return ()
