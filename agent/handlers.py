@@ -84,6 +84,9 @@ def builtin_handlers() -> list[Handler]:
 
     sets: list[HandlerSet] = [telemetry.HANDLERS, diagnosis.HANDLERS]
     sets.append(deployment.HANDLERS)
+    from agent.phases import learning
+
+    sets.append(learning.HANDLERS)
     from agent.phases import anomaly
 
     sets.append(anomaly.HANDLERS)
