@@ -20,6 +20,7 @@ log = logging.getLogger("selfheal.autorun")
 # Set in the environment of the runs the agent starts: the plugin leaves healing to the agent.
 CHILD_ENV = "SELFHEAL_AGENT_CHILD"
 OUTPUT_FILE = "agent-last-run.txt"
+FULL_RUN = ""  # submitted alone (an empty batch) it asks for the whole suite
 
 # `changed files -> node ids or paths to run`; None means "all tests" (no usable map).
 Selector = Callable[[Path, frozenset[str]], list[str] | None]  # (store, changed)
@@ -48,7 +49,7 @@ def select_affected(store_path: Path, changed: frozenset[str]) -> list[str] | No
     Changed test files run themselves; a changed file the map never measured (new, or not
     imported when the map was made) means the map cannot answer, so everything runs.
     """
-    if needs_full_run(changed) or not store_path.exists():
+    if FULL_RUN in changed or needs_full_run(changed) or not store_path.exists():
         return None
     try:
         return _from_coverage_map(store_path, changed)
@@ -119,7 +120,7 @@ class AutoRunner:
         with self._cond:
             if not self._pending:
                 self._pending_since = time.monotonic()
-            self._pending.update(changed)
+            self._pending.update(changed or {FULL_RUN})
             self._cond.notify()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -187,7 +188,7 @@ class AutoRunner:
             proc = self._proc
         latency = time.monotonic() - since
         what = "all tests" if selected is None else f"{len(selected)} test(s)"
-        log.info("running %s for %d changed file(s)", what, len(changed))
+        log.info("running %s for %d changed file(s)", what, len(changed - {FULL_RUN}))
         timed_out = False
         try:
             code = proc.wait(self.timeout_s)

@@ -101,6 +101,9 @@ class Agent:
             _start(stack, self.ingestor)
             self._start_receiver(stack)
             _start(stack, self.runner)
+            if self.options.watch and not self._has_test_runs():
+                log.info("no earlier test run in the store: running all tests for a baseline")
+                self.runner.submit(frozenset())
             if self.options.watch:
                 self.watcher = WorkspaceWatcher(
                     self.config.root,
@@ -178,6 +181,11 @@ class Agent:
         self._found([a.id for a in found], f"test run ({len(run.changed)} changed file(s))")
         for anomaly in found:
             log.info("anomaly %s: %s %s", anomaly.id, anomaly.kind.value, anomaly.description)
+
+    def _has_test_runs(self) -> bool:
+        with Store.open(self.config.store) as store:
+            row = store.conn.execute("SELECT 1 FROM runs WHERE kind = 'test' LIMIT 1")
+            return row.fetchone() is not None
 
     def _found(self, ids: list[str], where: str) -> None:
         if not ids:
