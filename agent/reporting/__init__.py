@@ -1,0 +1,1 @@
+"""Insights and reports: the terminal table, Markdown, JSON and a self-contained HTML page."""
