@@ -14,11 +14,14 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import otlp
 from agent.errors import ConfigError
 from agent.records import TelemetryEvent
+
+if TYPE_CHECKING:
+    from agent.conductor import Conductor
 
 log = logging.getLogger("selfheal.receiver")
 
@@ -590,6 +593,18 @@ def _allowed_hosts(settings: ReceiverSettings) -> frozenset[str] | None:
     hosts = set(_LOOPBACK_NAMES) | {h.lower() for h in settings.allowed_hosts}
     hosts.add(settings.host.lower())
     return frozenset(hosts)
+
+
+def phase_sink(conductor: Conductor, run_kind: str = "receiver", keep_raw: bool = True) -> Sink:
+    """Store each batch through the telemetry phase (raw spans kept: detection ranks them)."""
+    from agent.phases.telemetry import TelemetryRequest, ingest
+
+    def sink(events: list[TelemetryEvent]) -> None:
+        ingest(
+            conductor, TelemetryRequest(events=tuple(events), run_kind=run_kind, keep_raw=keep_raw)
+        )
+
+    return sink
 
 
 def wait_until_stored(receiver: Receiver, count: int, timeout: float = 10.0) -> bool:
