@@ -9,14 +9,25 @@ from typing import TYPE_CHECKING
 from agent.config import Config
 from agent.handlers import HandlerSet
 from agent.phases.anomaly import baseline, behavioral, errors, gaps, gather, performance
+from agent.phases.anomaly import production as prod
 from agent.phases.anomaly.common import Detector
 from agent.phases.anomaly.model import AnomalyBaton, DetectRequest, RerunSpec
+from agent.phases.anomaly.production_data import load_production
 from agent.records import Anomaly
 
 if TYPE_CHECKING:
     from agent.conductor import BeatContext, Conductor
 
-__all__ = ["DETECTORS", "HANDLERS", "LOADERS", "AnomalyBaton", "DetectRequest", "RerunSpec", "detect"]
+__all__ = [
+    "DETECTORS",
+    "HANDLERS",
+    "LOADERS",
+    "AnomalyBaton",
+    "DetectRequest",
+    "RerunSpec",
+    "detect",
+    "detect_run",
+]
 
 HANDLERS = HandlerSet("anomaly")
 SEQUENCE = "anomaly.detect"
@@ -24,18 +35,28 @@ SEQUENCE = "anomaly.detect"
 # Each beat runs every function of its list, so another detector family (production
 # telemetry, a third-party package) plugs in by appending to these lists.
 LOADERS: list[gather.Loader] = [gather.load_test_run, gather.confirm_by_rerun, gather.load_coverage]
+LOADERS.append(load_production)  # app spans in the run: production regressions
 DETECTORS: dict[str, list[Detector]] = {
     "performance": [performance.detect_slowdowns],
     "behavioral": [behavioral.detect_call_changes, behavioral.detect_order_dependence],
     "coverage": [gaps.detect_uncovered_changes, gaps.detect_coverage_drop],
     "errors": [errors.detect_new_failures, errors.detect_flaky, errors.detect_new_signatures],
 }
+DETECTORS["performance"].append(prod.detect_latency)
+DETECTORS["behavioral"].append(prod.detect_call_changes)
+DETECTORS["coverage"].append(prod.detect_untested_hot_code)
+DETECTORS["errors"].append(prod.detect_error_changes)
 
 
 def detect(conductor: Conductor, request: DetectRequest) -> tuple[Anomaly, ...]:
     """Play anomaly.detect on one stored run; returns the anomalies, most severe first."""
+    return detect_run(conductor, request).anomalies
+
+
+def detect_run(conductor: Conductor, request: DetectRequest) -> AnomalyBaton:
+    """Like `detect`, returning the whole final baton (history sizes, notes) for summaries."""
     baton: AnomalyBaton = conductor.play(SEQUENCE, AnomalyBaton(request=request))
-    return baton.anomalies
+    return baton
 
 
 @HANDLERS.beat("detectAnomaliesRequested", "pure")
@@ -93,7 +114,9 @@ def aggregate(found: tuple[Anomaly, ...]) -> tuple[Anomaly, ...]:
         ):
             best[anomaly.id] = anomaly
     return tuple(
-        sorted(best.values(), key=lambda a: (-a.severity.rank, -a.confidence, a.kind.value, a.subject))
+        sorted(
+            best.values(), key=lambda a: (-a.severity.rank, -a.confidence, a.kind.value, a.subject)
+        )
     )
 
 

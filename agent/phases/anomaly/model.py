@@ -116,3 +116,5 @@ class AnomalyBaton:
     anomalies: tuple[Anomaly, ...] = ()  # after aggregation
     stored: int = 0
     notes: tuple[str, ...] = ()  # things a detector could not do, for the summary
+    # Production spans of the run and their baseline (a production.ProductionFacts), if any.
+    production: object = None
