@@ -171,6 +171,7 @@ class AutoRunner:
             return TestRun(changed, (), time.time_ns(), time.monotonic() - since, exit_code=5)
         env = {**os.environ, CHILD_ENV: "1", "SELFHEAL_STORE": str(self.store)}
         out_path = self.store.parent / OUTPUT_FILE
+        out_path.parent.mkdir(parents=True, exist_ok=True)
         started_ns = time.time_ns()
         t0 = time.monotonic()
         with out_path.open("wb") as out, self._cond:
