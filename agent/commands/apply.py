@@ -65,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
     assert patch is not None
     repo = git.toplevel(config.root) or config.root
     files = touched_files(patch.diff)
-    local = git.run_git(repo, "status", "--porcelain", "--", *files).strip()
+    # Porcelain lines are "XY path"; keep the leading status column (it may be a space).
+    local = [ln[3:] for ln in git.run_git(repo, "status", "--porcelain", "--", *files).splitlines()]
     if local:
-        changed = ", ".join(line[3:] for line in local.splitlines())
+        changed = ", ".join(local)
         raise PatchError(
             f"apply {patch.id}: local changes in {changed}; commit or stash them first"
         )

@@ -71,7 +71,8 @@
       runs.forEach(function (r) { Object.keys(r.anomalies).forEach(function (k) { if (kinds.indexOf(k) < 0) { kinds.push(k); } }); });
       kinds.sort();
       var totals = runs.map(function (r) { return kinds.reduce(function (t, k) { return t + (r.anomalies[k] || 0); }, 0); });
-      var max = Math.max(1, Math.max.apply(null, totals)), x0 = 40, y0 = h - 30, y1 = 14;
+      var max = Math.ceil(Math.max(1, Math.max.apply(null, totals)) / 4) * 4;
+      var x0 = 40, y0 = h - 30, y1 = 14;
       axisY(s, x0, y0, y1, max, function (v) { return Math.round(v); });
       var step = (600 - x0 - 10) / runs.length, bw = Math.max(3, Math.min(36, step * 0.7));
       runs.forEach(function (r, i) {

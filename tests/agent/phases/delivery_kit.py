@@ -203,3 +203,58 @@ class FakeAPI:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+def record_run(store: Any, commit: str, outcomes: dict[str, tuple[str, int]]) -> int:
+    """A test run as the plugin leaves it: a run row and one test_history row per test."""
+    run_id: int = store.begin_run("test", commit=commit, env_key="py")
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO test_history (run_id, env_key, nodeid, outcome, call_ns, total_ns)"
+            " VALUES (?, 'py', ?, ?, ?, ?)",
+            [(run_id, n, o, ns, ns) for n, (o, ns) in outcomes.items()],
+        )
+    store.end_run(run_id, "ok")
+    return run_id
+
+
+def healed_project(make_repo: Any, tmp_path: Path) -> tuple[Path, Config]:
+    """The whole loop on real parts: green run, slow+red run, a merged fix, a proposal left
+    open, a green run after the merge, and the learning phase over it all."""
+    import dataclasses
+
+    from agent.phases import deployment, learning
+    from agent.phases.deployment import DeployBaton, DeployRequest
+    from agent.phases.learning import TrackBaton, TrackRequest
+    from agent.store import Store
+
+    total, mean = "test_calc.py::test_total", "test_calc.py::test_mean"
+    repo = project(make_repo)
+    cfg = config(repo, ci_command="true")
+    good, bad = git(repo, "rev-parse", "HEAD~1").strip(), agit.head_commit(repo)
+    patch = dataclasses.replace(make_patch(repo), strategy="partial_revert")
+    other = dataclasses.replace(
+        make_patch(repo, FIXED + "# also\n"), strategy="mutation", anomaly_id="a-mean"
+    )
+    with Store.open(cfg.store) as s:
+        r1 = record_run(s, good, {total: ("passed", 4 * 10**6), mean: ("passed", 10**6)})
+        r2 = record_run(s, bad, {total: ("failed", 9 * 10**6), mean: ("failed", 10**6)})
+        a = dataclasses.replace(anomaly(commit=bad), run_id=r2, baseline_run_id=r1)
+        b = dataclasses.replace(
+            a, id="a-mean", subject=mean, kind=AnomalyKind.PERFORMANCE, subtype="slowdown"
+        )
+        for rec in (a, b):
+            s.put(rec, run_id=r2, subject=rec.subject)
+        for p in (patch, other):
+            s.put(p)
+            s.put(validated(p), subject=p.id)
+    for p, mode in ((patch, "merge"), (other, "propose")):
+        with conductor(cfg, tmp_path, deployment.HANDLERS, names=("deployment.deploy.json",)) as c:
+            done = c.play("deployment.deploy", DeployBaton(DeployRequest(patch_id=p.id, mode=mode)))
+    merged = agit.head_commit(repo)
+    assert isinstance(done, DeployBaton) and merged != bad
+    with Store.open(cfg.store) as s:
+        record_run(s, merged, {total: ("passed", 3 * 10**6), mean: ("passed", 10**6)})
+    with conductor(cfg, tmp_path, learning.HANDLERS, names=("learning.track.json",)) as c:
+        c.play("learning.track", TrackBaton(TrackRequest()))
+    return repo, cfg

@@ -14,6 +14,7 @@ from delivery_kit import (
     config,
     make_patch,
     project,
+    record_run,
     validated,
 )
 
@@ -30,19 +31,6 @@ from conftest import commit_files, git
 
 LADDER = ["partial_revert", "template", "mutation"]
 TOTAL, MEAN = "test_calc.py::test_total", "test_calc.py::test_mean"
-
-
-def record_run(store: Store, commit: str, outcomes: dict[str, tuple[str, int]]) -> int:
-    """A test run as the plugin leaves it: a run row and one test_history row per test."""
-    run_id = store.begin_run("test", commit=commit, env_key="py")
-    with store.transaction() as conn:
-        conn.executemany(
-            "INSERT INTO test_history (run_id, env_key, nodeid, outcome, call_ns, total_ns)"
-            " VALUES (?, 'py', ?, ?, ?, ?)",
-            [(run_id, n, o, ns, ns) for n, (o, ns) in outcomes.items()],
-        )
-    store.end_run(run_id, "ok")
-    return run_id
 
 
 def green(ms: int = 2) -> dict[str, tuple[str, int]]:
