@@ -93,6 +93,9 @@ def builtin_handlers() -> list[Handler]:
     from agent.phases import validation
 
     sets.append(validation.HANDLERS)
+    from agent.phases import fix
+
+    sets.append(fix.HANDLERS)
     return [h for s in sets for h in s]
 
 
