@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -151,18 +150,22 @@ def _search(
     if anomaly.kind is AnomalyKind.ERROR and "does not reproduce" in notes:
         return AnomalyOutcome(anomaly, diagnosis, candidates=len(pairs), reason=notes)
     config = conductor.config
+    started = time.monotonic()
     validated: list[Validated] = []
     rejected = gate_failed = tried = 0
     last_gate = ""
     repo = Path(dbaton.codebase.root) if dbaton.codebase else config.root
     with Worktree(repo, fbaton.base_commit, "quick") as wt:
-        for cand, patch in pairs:
+        for _cand, patch in pairs:
             if time.monotonic() > deadline - MIN_STEP_S:
                 break
             if validated and (
                 tried >= _first_index(validated, pairs) + EXTRA_AFTER_FIRST
-                or patch.size > validated[0].patch.size
+                or patch.size >= validated[0].patch.size
+                or time.monotonic() > (started + deadline) / 2
             ):
+                # After a first validated patch only strictly smaller ones can rank above it,
+                # and only while half of this anomaly's budget is left.
                 continue
             tried += 1
             quick = quick_reject(
