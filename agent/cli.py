@@ -9,7 +9,7 @@ from typing import Protocol
 
 from agent import __version__
 from agent.commands import agent as agent_command
-from agent.commands import apply, insights, report, sequences, telemetry
+from agent.commands import apply, demo, heal, insights, report, sequences, telemetry
 from agent.errors import SelfHealError
 
 
@@ -28,9 +28,11 @@ COMMANDS: tuple[Command, ...] = (
     sequences,
     telemetry,
     agent_command,
+    heal,
     apply,
     insights,
     report,
+    demo,
 )
 
 
