@@ -136,7 +136,7 @@ def _event(span: Any, service: str, version: str) -> TelemetryEvent:
     attrs = _attrs(span.attributes)
     location = code_location(attrs)
     exc_type, exc_message, exc_stack = "", "", ""
-    for ev in span.events:
+    for ev in span.events or ():
         if ev.name == "exception":
             ev_attrs = _attrs(ev.attributes)
             exc_type = str(ev_attrs.get("exception.type", ""))
@@ -164,12 +164,20 @@ def _event(span: Any, service: str, version: str) -> TelemetryEvent:
     )
 
 
+_SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value"})
+
+
 def _attrs(key_values: Iterable[Any]) -> dict[str, AttrValue]:
     out: dict[str, AttrValue] = {}
     for kv in key_values:
-        value = _any_value(kv.value)
-        if value is not None:
-            out[kv.key] = value
+        value = kv.value
+        kind = value.WhichOneof("value")
+        if kind in _SCALARS:  # the common case, inline: this loop runs for every attribute
+            out[kv.key] = getattr(value, kind)
+        elif kind is not None:
+            nested = _any_value(value)
+            if nested is not None:
+                out[kv.key] = nested
     return out
 
 

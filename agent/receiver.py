@@ -14,7 +14,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from agent import otlp
 from agent.errors import ConfigError
@@ -58,16 +58,18 @@ class ReceiverSettings:
     port: int = 4318
     token: str = ""  # required (as `Authorization: Bearer ...`) for any non-loopback bind
     max_body: int = 20 * MiB  # before and after decompression
-    max_queue_spans: int = 32_768  # accepted but not yet stored; beyond this: 503
+    max_queue_spans: int = 32_768  # decoded but not yet stored; beyond this: 503
+    max_queue_bytes: int = 64 * MiB  # bodies received but not yet decoded; beyond this: 503
     batch_spans: int = 8_192  # the writer hands the sink up to this many spans at once
     header_timeout_s: float = 10.0  # from the first byte of a request to the end of its head
     body_timeout_s: float = 30.0
     idle_timeout_s: float = 60.0  # a keep-alive connection with no new request is closed
     max_connections: int = 128
-    bodies_in_flight: int = 4  # bodies held in memory at once (each up to max_body, twice)
+    bodies_in_flight: int = 4  # bodies being read at once (each up to max_body)
     allowed_hosts: tuple[str, ...] = ()  # Host header names accepted besides loopback names
     retry_after_s: int = 1
     ack_after_store: bool = False  # answer 200 only once the sink has stored the spans
+    queue_wait_s: float = 10.0  # a body not decoded by then is dropped from the queue: 503
 
 
 @dataclass
@@ -102,43 +104,64 @@ class _Request:
     headers: dict[str, str]
 
 
-class SpanQueue:
-    """A queue bounded in spans; `offer` never blocks, the writer drains it in big batches."""
+@dataclass
+class _Work:
+    """One accepted body on its way through the writer: decode, answer, store."""
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._items: collections.deque[tuple[list[TelemetryEvent], Any]] = collections.deque()
-        self._pending = 0  # queued plus the batch the writer is storing right now
+    raw: bytes
+    encoding: str
+    ctype: str
+    decoded: concurrent.futures.Future[otlp.Decoded | _HttpError]
+    stored: concurrent.futures.Future[None] | None = None
+
+
+class WorkQueue:
+    """Bodies waiting for the writer, bounded in bytes and in spans not yet stored.
+
+    `offer` never blocks: a full queue is the client's 503. One thread decodes and stores, so
+    the CPU-bound decoding never fights the store's SQLite calls for the GIL (two such threads
+    convoy: each SQLite step gives the GIL away and waits a switch interval to get it back).
+    """
+
+    def __init__(self, max_bytes: int, max_spans: int) -> None:
+        self.max_bytes = max_bytes
+        self.max_spans = max_spans
+        self._items: collections.deque[_Work] = collections.deque()
+        self._bytes = 0  # queued bodies
+        self._spans = 0  # decoded, not yet stored
         self._cond = threading.Condition()
         self._closed = False
 
-    def offer(self, events: list[TelemetryEvent], done: Any = None) -> bool:
+    def offer(self, work: _Work) -> bool:
         with self._cond:
-            if self._closed or self._pending + len(events) > self.capacity:
-                return False
-            self._items.append((events, done))
-            self._pending += len(events)
+            full = self._bytes + len(work.raw) > self.max_bytes or self._spans >= self.max_spans
+            if self._closed or (full and self._items):
+                return False  # an empty queue takes one body of any size (each is capped)
+            self._items.append(work)
+            self._bytes += len(work.raw)
             self._cond.notify()
             return True
 
-    def take(self, limit: int) -> list[tuple[list[TelemetryEvent], Any]] | None:
-        """Wait for work; None once closed and drained."""
+    def take(self, max_items: int, wait: bool) -> list[_Work] | None:
+        """What is queued (waiting for it if asked); None once closed and drained."""
         with self._cond:
-            while not self._items and not self._closed:
+            while wait and not self._items and not self._closed:
                 self._cond.wait()
-            if not self._items:
+            if not self._items and self._closed:
                 return None
-            batch = [self._items.popleft()]
-            size = len(batch[0][0])
-            while self._items and size + len(self._items[0][0]) <= limit:
-                item = self._items.popleft()
-                size += len(item[0])
-                batch.append(item)
-            return batch
+            taken: list[_Work] = []
+            while self._items and len(taken) < max_items:
+                taken.append(self._items.popleft())
+            return taken
 
-    def done(self, count: int) -> None:
+    def decoded(self, work: _Work, spans: int) -> None:
         with self._cond:
-            self._pending -= count
+            self._bytes -= len(work.raw)
+            self._spans += spans
+
+    def stored(self, spans: int) -> None:
+        with self._cond:
+            self._spans -= spans
 
     def close(self) -> None:
         with self._cond:
@@ -146,8 +169,8 @@ class SpanQueue:
             self._cond.notify_all()
 
     @property
-    def pending(self) -> int:
-        return self._pending
+    def pending_spans(self) -> int:
+        return self._spans
 
 
 class Receiver:
@@ -158,13 +181,12 @@ class Receiver:
         _check_bind(self.settings)
         self.sink = sink
         self.stats = ReceiverStats()
-        self.queue = SpanQueue(self.settings.max_queue_spans)
+        self.queue = WorkQueue(self.settings.max_queue_bytes, self.settings.max_queue_spans)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._loop_thread: threading.Thread | None = None
         self._writer_thread: threading.Thread | None = None
-        self._decoder: concurrent.futures.ThreadPoolExecutor | None = None
         self._started = threading.Event()
         self._start_error: BaseException | None = None
         self._connections = 0
@@ -174,9 +196,6 @@ class Receiver:
     # Lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> Receiver:
-        self._decoder = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="selfheal-receiver-decode"
-        )
         self._writer_thread = threading.Thread(
             target=self._write_loop, name="selfheal-receiver-writer"
         )
@@ -201,8 +220,6 @@ class Receiver:
                 loop.call_soon_threadsafe(loop.stop)
         if self._loop_thread is not None:
             self._loop_thread.join(timeout)
-        if self._decoder is not None:
-            self._decoder.shutdown(wait=True)
         self.queue.close()
         if self._writer_thread is not None:
             self._writer_thread.join(timeout)
@@ -258,25 +275,60 @@ class Receiver:
     # Writer ------------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        events: list[TelemetryEvent] = []
+        waiting: list[concurrent.futures.Future[None]] = []
         while True:
-            batch = self.queue.take(self.settings.batch_spans)
-            if batch is None:
+            # Block only when nothing is decoded and waiting to be stored.
+            work = self.queue.take(64, wait=not events)
+            if work is None:
                 return
-            events = [e for items, _ in batch for e in items]
-            error: BaseException | None = None
-            try:
-                self.sink(events)
-                self.stats.stored_spans += len(events)
-                self.stats.batches += 1
-            except Exception as exc:  # the receiver outlives a failing store; log and count
-                log.exception("receiver: storing %d spans failed", len(events))
-                self.stats.lost_spans += len(events)
-                error = exc
-            finally:
-                self.queue.done(len(events))
-            for _, done in batch:
-                if done is not None:
-                    _settle(done, error)
+            for item in work:
+                self._decode_one(item, events, waiting)
+                if len(events) >= self.settings.batch_spans:
+                    self._store(events, waiting)
+                    events, waiting = [], []
+            if events and not work:
+                self._store(events, waiting)
+                events, waiting = [], []
+
+    def _decode_one(
+        self,
+        item: _Work,
+        events: list[TelemetryEvent],
+        waiting: list[concurrent.futures.Future[None]],
+    ) -> None:
+        if not item.decoded.set_running_or_notify_cancel():
+            self.queue.decoded(item, 0)  # its client gave up waiting and got a 503
+            if item.stored is not None:
+                _settle(item.stored, None)
+            return
+        result = _decode(item.raw, item.encoding, item.ctype, self.settings.max_body)
+        spans = len(result.events) if isinstance(result, otlp.Decoded) else 0
+        self.queue.decoded(item, spans)
+        if spans and isinstance(result, otlp.Decoded):
+            events.extend(result.events)
+            if item.stored is not None:
+                waiting.append(item.stored)
+        elif item.stored is not None:
+            _settle(item.stored, None)
+        _settle_decoded(item.decoded, result)
+
+    def _store(
+        self, events: list[TelemetryEvent], waiting: list[concurrent.futures.Future[None]]
+    ) -> None:
+        error: BaseException | None = None
+        try:
+            self.sink(events)
+            self.stats.stored_spans += len(events)
+            self.stats.batches += 1
+        except Exception as exc:  # the receiver outlives a failing store; log and count
+            log.exception("receiver: storing %d spans failed", len(events))
+            self.stats.lost_spans += len(events)
+            error = exc
+        finally:
+            self.queue.stored(len(events))
+        for done in waiting:
+            _settle(done, error)
 
     # HTTP --------------------------------------------------------------------------------
 
@@ -351,14 +403,35 @@ class Receiver:
         assert self._bodies is not None
         async with self._bodies:
             raw = await self._read_body(request, reader)
-            loop = asyncio.get_running_loop()
-            encoding = request.headers.get("content-encoding", "identity").strip().lower()
-            decoded = await loop.run_in_executor(
-                self._decoder, _decode, raw, encoding, ctype, self.settings.max_body
-            )
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        work = _Work(raw, encoding, ctype, concurrent.futures.Future())
+        if self.settings.ack_after_store:
+            work.stored = concurrent.futures.Future()
+        if not self.queue.offer(work):
+            raise _HttpError(503, "queue full, retry later", close=False)
+        decoded = await self._decoded(work)
         if isinstance(decoded, _HttpError):
             raise decoded
-        return await self._accept(decoded, ctype)
+        if work.stored is not None:
+            try:
+                await asyncio.wrap_future(work.stored)
+            except Exception:
+                raise _HttpError(503, "spans could not be stored", close=False) from None
+        self.stats.accepted_spans += len(decoded.events)
+        self.stats.rejected_spans += decoded.rejected
+        reply_type = ctype if ctype in otlp.JSON_TYPES else "application/x-protobuf"
+        return 200, otlp.response_body(reply_type, decoded.rejected, decoded.reason), False
+
+    async def _decoded(self, work: _Work) -> otlp.Decoded | _HttpError:
+        """The writer's decoding of this body; a 503 if it sat queued too long (store stuck)."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(work.decoded)), self.settings.queue_wait_s
+            )
+        except TimeoutError:
+            if work.decoded.cancel():
+                raise _HttpError(503, "store busy, retry later", close=False) from None
+        return await asyncio.wrap_future(work.decoded)  # decoding had already begun
 
     def _check_request(self, request: _Request, ctype: str) -> None:
         path = request.target.split("?", 1)[0]
@@ -419,24 +492,6 @@ class Receiver:
         except TimeoutError:
             raise _HttpError(408, "body not received in time") from None
 
-    async def _accept(self, decoded: otlp.Decoded, ctype: str) -> tuple[int, bytes, bool]:
-        reply_type = ctype if ctype in otlp.JSON_TYPES else "application/x-protobuf"
-        events = decoded.events
-        done: concurrent.futures.Future[None] | None = None
-        if events:
-            done = concurrent.futures.Future() if self.settings.ack_after_store else None
-            if not self.queue.offer(events, done):
-                raise _HttpError(503, "queue full, retry later", close=False)
-            if done is not None:
-                try:
-                    await asyncio.wrap_future(done)
-                except Exception:
-                    raise _HttpError(503, "spans could not be stored", close=False) from None
-        self.stats.accepted_spans += len(events)
-        self.stats.rejected_spans += decoded.rejected
-        body = otlp.response_body(reply_type, decoded.rejected, decoded.reason)
-        return 200, body, False
-
     async def _respond(
         self,
         writer: asyncio.StreamWriter,
@@ -457,6 +512,13 @@ class Receiver:
         writer.write(head + body)
         with contextlib.suppress(ConnectionError):
             await asyncio.wait_for(writer.drain(), self.settings.body_timeout_s)
+
+
+def _settle_decoded(
+    done: concurrent.futures.Future[otlp.Decoded | _HttpError], result: otlp.Decoded | _HttpError
+) -> None:
+    if not done.cancelled():
+        done.set_result(result)
 
 
 def _settle(done: concurrent.futures.Future[None], error: BaseException | None) -> None:

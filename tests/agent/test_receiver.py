@@ -274,19 +274,29 @@ def test_wide_bind_needs_a_token(sink: _StoreSink) -> None:
 
 def test_full_queue_answers_503_with_retry_after(sink: _StoreSink) -> None:
     sink.gate.clear()  # the store is stuck: the writer holds its batch, the queue fills
-    with Receiver(sink, _settings(max_queue_spans=50, batch_spans=10)) as r:
-        statuses = []
-        for i in range(8):
-            body = otlp.encode_protobuf([_event(i * 10 + j) for j in range(10)])
-            status, headers, _ = _post(r.port, body)
-            statuses.append(status)
-            if status == 503:
-                assert headers["retry-after"] == "1"
-        assert statuses[:5] == [200] * 5
-        assert 503 in statuses
-        accepted = r.stats.accepted_spans
+    body = otlp.encode_protobuf([_event(j) for j in range(10)])
+    limits = _settings(max_queue_bytes=2 * len(body), batch_spans=10, queue_wait_s=0.3)
+    with Receiver(sink, limits) as r:
+        first = _post(r.port, body)
+        results: list[tuple[int, dict[str, str], bytes]] = []
+        clients = [
+            threading.Thread(target=lambda: results.append(_post(r.port, body))) for _ in range(4)
+        ]
+        for t in clients:
+            t.start()
+        for t in clients:
+            t.join()
+        statuses = sorted(status for status, _, _ in results)
+        assert first[0] == 200
+        assert statuses == [503] * 4  # two refused at once, two after waiting in the queue
+        assert all(h["retry-after"] == "1" for _, h, _ in results)
         sink.gate.set()
-    assert sink.count() == accepted == 50
+        for _ in range(50):  # as a client honouring Retry-After would, only faster
+            if _post(r.port, body)[0] == 200:
+                break
+            time.sleep(0.05)
+        accepted = r.stats.accepted_spans
+    assert sink.count() == accepted == 20
 
 
 def _raw(port: int) -> socket.socket:
