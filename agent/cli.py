@@ -9,7 +9,7 @@ from typing import Protocol
 
 from agent import __version__
 from agent.commands import agent as agent_command
-from agent.commands import apply, demo, heal, insights, report, sequences, telemetry
+from agent.commands import apply, demo, detect, heal, insights, report, sequences, telemetry
 from agent.errors import SelfHealError
 
 
@@ -33,6 +33,7 @@ COMMANDS: tuple[Command, ...] = (
     insights,
     report,
     demo,
+    detect,
 )
 
 
