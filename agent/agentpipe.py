@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from agent.config import Config
+
+if TYPE_CHECKING:
+    from agent.conductor import Conductor
+    from agent.heal import AnomalyOutcome
 
 log = logging.getLogger("selfheal.agent.pipeline")
 
@@ -25,6 +30,47 @@ def detect_window(config: Config, run_id: int) -> list[str]:
     return [a.id for a in found]
 
 
-def heal(config: Config, anomaly_id: str) -> None:
-    """Diagnose, fix, validate and deliver one anomaly under the configured budget and mode."""
-    log.info("anomaly %s recorded; healing is not available in this installation", anomaly_id)
+def heal(config: Config, anomaly_id: str) -> str:
+    """Diagnose, fix and validate one anomaly within the budget, then deliver the best patch
+    in the configured mode; returns a one-line outcome (also logged)."""
+    from agent import heal as healing
+    from agent.conductor import Conductor
+    from agent.records import Anomaly
+
+    with Conductor(config) as conductor, conductor.grouped():
+        anomaly = conductor.store().get(anomaly_id, Anomaly)
+        if anomaly is None:
+            return _say(f"anomaly {anomaly_id}: not in the store {config.store}; skipped")
+        outcome = healing.heal(conductor, [anomaly], config.budget_s, progress=log.info)
+        result = outcome.results[0]
+        if result.best is None:
+            return _say(f"anomaly {anomaly_id} ({anomaly.subject}): {result.reason}")
+        where = _deliver(conductor, result)
+        return _say(
+            f"anomaly {anomaly_id} ({anomaly.subject}): validated patch "
+            f"{result.best.patch.id} ({result.best.patch.strategy}) at {result.path}{where}"
+        )
+
+
+def _deliver(conductor: Conductor, result: AnomalyOutcome) -> str:
+    from agent.phases.deployment import DeployBaton, DeployRequest
+
+    if conductor.config.deploy == "off" or result.best is None:
+        return ""
+    request = DeployRequest(
+        patch=result.best.patch,
+        validation=result.best.result,
+        anomaly=result.anomaly,
+        diagnosis=result.diagnosis,
+    )
+    baton: DeployBaton = conductor.play("deployment.deploy", DeployBaton(request))
+    deployment = baton.deployment()
+    branch = f", branch {deployment.branch}" if deployment.branch else ""
+    return f"; delivery {deployment.status.value}{branch}" + (
+        f" ({deployment.reason})" if deployment.reason else ""
+    )
+
+
+def _say(line: str) -> str:
+    log.info("%s", line)
+    return line

@@ -13,12 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.handoff import CHILD_ENV
 from agent.watcher import needs_full_run
 
 log = logging.getLogger("selfheal.autorun")
 
-# Set in the environment of the runs the agent starts: the plugin leaves healing to the agent.
-CHILD_ENV = "SELFHEAL_AGENT_CHILD"
 OUTPUT_FILE = "agent-last-run.txt"
 FULL_RUN = ""  # submitted alone (an empty batch) it asks for the whole suite
 

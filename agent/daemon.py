@@ -87,6 +87,7 @@ class Agent:
         self._spool_writer: Any = None
         self._spool_lock = threading.Lock()
         self.anomalies_seen = 0
+        self.last_heal = ""
 
     @contextmanager
     def running(self) -> Iterator[Agent]:
@@ -197,7 +198,7 @@ class Agent:
     def _heal_one(self, anomaly_id: str) -> None:
         from agent import agentpipe
 
-        agentpipe.heal(self.config, anomaly_id)
+        self.last_heal = agentpipe.heal(self.config, anomaly_id)
 
     # Status -------------------------------------------------------------------------------
 
@@ -228,6 +229,7 @@ class Agent:
             "received_spans": receiver.accepted_spans if receiver else 0,
             "anomalies_seen": self.anomalies_seen,
             "heal": {**self.heal.stats.__dict__, "pending": self.heal.pending},
+            "last_heal": self.last_heal,
         }
 
 

@@ -20,6 +20,7 @@ import pytest
 from agent import spool
 from agent.otlp import encode_protobuf
 from agent.records import EventSource, SpanStatus, TelemetryEvent
+from conftest import git
 
 PROJECT = {
     "pyproject.toml": '[project]\nname = "shop"\nversion = "0"\n\n'
@@ -108,6 +109,14 @@ def test_start_edit_status_stop_as_a_new_user(project: Path) -> None:
     assert "test_discount" in payload["subject"]
     log = (project / ".selfheal/agent.log").read_text()
     assert "1 changed file(s): shop/prices.py" in log
+    # The agent heals in the background: a validated patch, then a proposal branch.
+    patches = project / ".selfheal/patches"
+    wait_for(lambda: list(patches.glob("*.diff")), 240, "a validated patch")
+    branches = wait_for(
+        lambda: git(project, "branch", "--list", "selfheal/*").split(), 60, "a proposal branch"
+    )
+    assert isinstance(branches, list) and branches[0].startswith("selfheal/")
+    assert git(project, "status", "--porcelain").strip() == "M shop/prices.py"  # untouched
 
     status = selfheal(project, "agent", "status")
     assert status.returncode == 0, status.stdout + status.stderr
