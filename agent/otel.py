@@ -90,16 +90,11 @@ def deepest_frame(stacktrace: str, project_root: str = "") -> str:
 
 def span_to_event(span: ReadableSpan, source: EventSource = EventSource.SPAN) -> TelemetryEvent:
     """Convert one finished SDK span; never raises on odd attribute values."""
-    from opentelemetry.trace import StatusCode
-
-    attrs = dict(span.attributes or {})
-    resource = dict(span.resource.attributes) if span.resource is not None else {}
+    attrs = _span_attributes(span)
+    service, version = _resource_names(span.resource)
     ctx = span.context
     parent = span.parent
-    status = {
-        StatusCode.OK: SpanStatus.OK,
-        StatusCode.ERROR: SpanStatus.ERROR,
-    }.get(span.status.status_code, SpanStatus.UNSET)
+    status = _status_map().get(span.status.status_code, SpanStatus.UNSET)
     exc_type, exc_message, exc_stack = "", "", ""
     for event in span.events:
         if event.name == "exception":
@@ -112,8 +107,8 @@ def span_to_event(span: ReadableSpan, source: EventSource = EventSource.SPAN) ->
     end = span.end_time or start
     return TelemetryEvent(
         source=source,
-        service=str(resource.get("service.name", "unknown_service")),
-        version=str(resource.get("service.version", "")),
+        service=service,
+        version=version,
         operation=span.name,
         start_ns=start,
         duration_ns=max(0, end - start),
@@ -125,6 +120,42 @@ def span_to_event(span: ReadableSpan, source: EventSource = EventSource.SPAN) ->
         exception_type=exc_type,
         exception_message=exc_message,
         exception_stacktrace=exc_stack,
-        exception_signature=exception_signature(exc_type, exc_stack, location),
+        exception_signature=exception_signature(exc_type, exc_stack, location) if exc_type else "",
         attributes=plain_attributes(attrs),
     )
+
+
+# The exporter converts every span an app makes, so the per-span work is kept small: the
+# resource (shared by all spans of a provider) is read once, and attributes are read from the
+# SDK's plain dict when it has one instead of through its Mapping ABC (several times slower).
+_RESOURCES: dict[int, tuple[Any, str, str]] = {}
+_STATUS: dict[Any, SpanStatus] = {}
+
+
+def _span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    inner = getattr(getattr(span, "_attributes", None), "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return dict(span.attributes or {})
+
+
+def _resource_names(resource: Any) -> tuple[str, str]:
+    if resource is None:
+        return "unknown_service", ""
+    cached = _RESOURCES.get(id(resource))
+    if cached is not None and cached[0] is resource:
+        return cached[1], cached[2]
+    attrs = dict(resource.attributes)
+    names = str(attrs.get("service.name", "unknown_service")), str(attrs.get("service.version", ""))
+    if len(_RESOURCES) > 64:
+        _RESOURCES.clear()
+    _RESOURCES[id(resource)] = (resource, *names)  # the object is kept, so its id stays its own
+    return names
+
+
+def _status_map() -> dict[Any, SpanStatus]:
+    if not _STATUS:
+        from opentelemetry.trace import StatusCode
+
+        _STATUS.update({StatusCode.OK: SpanStatus.OK, StatusCode.ERROR: SpanStatus.ERROR})
+    return _STATUS
