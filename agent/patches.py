@@ -102,13 +102,15 @@ def check_patch(
     policy = policy or PatchPolicy()
     _check_text(diff, policy)
     paths = _scan_lines(diff.split("\n"))
+    for path in sorted(paths):
+        check_path(path, policy.allow_paths, symlinks)
     files = _parse(diff)
     if len(files) > policy.max_files:
         raise PatchError(f"patch touches {len(files)} files, over the limit of {policy.max_files}")
     hunks = _hunk_count(diff)
     if hunks > policy.max_hunks:
         raise PatchError(f"patch has {hunks} hunks, over the limit of {policy.max_hunks}")
-    for path in sorted(paths | {p for f in files for p in (f.path, f.source_path) if p}):
+    for path in sorted({p for f in files for p in (f.path, f.source_path) if p} - paths):
         check_path(path, policy.allow_paths, symlinks)
     return CheckedPatch(diff, files, hunks)
 
@@ -140,6 +142,8 @@ def _scan_lines(lines: list[str]) -> set[str]:
     seen_header = False
     for number, line in enumerate(lines, start=1):
         if old > 0 or new > 0:
+            if line == "" and number == len(lines):
+                break  # the text ended while the hunk still expected lines
             old, new = _hunk_line(line, number, old, new)
             continue
         if line.startswith("\\ "):
@@ -327,21 +331,21 @@ def _file_change(pfile: object) -> FileChange:
     anchors: set[int] = set()
     for hunk in pfile:
         previous = hunk.source_start - 1
-        pending_insert = False
+        inserted = replaced = False  # what the current run of changed lines did
         for line in hunk:
             if line.is_added:
                 added.append(int(line.target_line_no or 0))
-                pending_insert = True
+                inserted = True
             elif line.is_removed:
                 removed.append(int(line.source_line_no or 0))
-                pending_insert = False
+                replaced = True
             elif line.is_context:
                 number = int(line.source_line_no or 0)
-                if pending_insert:
+                if inserted and not replaced:
                     anchors.update({previous, number})
                 previous = number
-                pending_insert = False
-        if pending_insert:
+                inserted = replaced = False
+        if inserted and not replaced:
             anchors.update({previous, previous + 1})
     anchors.discard(0)
     return FileChange(target, source, tuple(added), tuple(removed), tuple(sorted(anchors)))

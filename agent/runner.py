@@ -90,8 +90,14 @@ class RunOutcome:
         if self.result.collection_errors:
             return f"collection errors: {'; '.join(self.result.collection_errors[:3])}"
         if not self.result.tests:
+            if self.result.exitstatus in (2, 3, 4):
+                return f"pytest stopped with status {self.result.exitstatus}: {self._error_line()}"
             return "no tests ran"
         return ""
+
+    def _error_line(self) -> str:
+        lines = [ln for ln in self.output_tail.splitlines() if ln.startswith("ERROR")]
+        return lines[-1][:200] if lines else "no tests ran"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,8 @@ from agent.phases.validation.workspace import Worktree, prune_stale
 from agent.records import CheckResult, ValidationResult
 
 HANDLERS = HandlerSet("validation")
+# Runs of the patched code; baselines run the unpatched code and do not count as its tests.
+CANDIDATE_STAGES = ("anomaly", "affected", "full", "doctest")
 
 
 @HANDLERS.beat("validateRequested", "pure")
@@ -170,7 +172,8 @@ def aggregate_validation_results(baton: ValidationBaton, ctx: BeatContext) -> Va
     check_list = list(baton.checks)
     if not baton.stopped and not any(c.name in ("tests", "anomaly-tests") for c in check_list):
         check_list.append(CheckResult("tests", False, "no tests ran"))
-    passed, failed, skipped = checks.summarise_tests(r.outcome for r in baton.runs)
+    candidate = [r.outcome for r in baton.runs if r.stage in CANDIDATE_STAGES]
+    passed, failed, skipped = checks.summarise_tests(candidate)
     before, after = baton.coverage_before, baton.coverage_after
     req = baton.request
     result = ValidationResult(
@@ -178,6 +181,7 @@ def aggregate_validation_results(baton: ValidationBaton, ctx: BeatContext) -> Va
         patch_id=req.patch.id,
         passed=bool(check_list) and all(c.passed for c in check_list),
         created_ns=baton.started_ns or time.time_ns(),
+        duration_ns=time.time_ns() - baton.started_ns if baton.started_ns else 0,
         tests_passed=passed,
         tests_failed=failed,
         tests_skipped=skipped,
@@ -211,10 +215,12 @@ def store_validation_results(baton: ValidationBaton, ctx: BeatContext) -> Valida
 
 @HANDLERS.beat("validateCompleted", "pure")
 def validate_completed(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
-    if baton.result is None:
+    result = baton.result
+    if result is None:
         raise ValueError("validation ended without a result")
-    duration = time.time_ns() - baton.started_ns if baton.started_ns else 0
-    result = dataclasses.replace(baton.result, duration_ns=duration)
+    if result.passed != all(c.passed for c in result.checks):
+        raise ValueError("validation verdict disagrees with its checks")
     verdict = "passed" if result.passed else "failed: " + "; ".join(result.reasons)
-    ctx.progress(f"validation of {baton.request.patch.id} {verdict}")
-    return dataclasses.replace(baton, result=result)
+    seconds = result.duration_ns / 1e9
+    ctx.progress(f"validation of {baton.request.patch.id} {verdict} ({seconds:.1f}s)")
+    return baton

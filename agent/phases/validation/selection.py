@@ -66,17 +66,26 @@ def tests_for_change(
     statements = cmap.statements.get(name)
     if statements is None:
         return None
+    everyone = set(cmap.tests_touching(name))
     tests: set[str] = set()
-    for line in sorted(change.base_lines & statements):
+    for line in sorted(set(change.removed) & statements):
         touching = cmap.tests_touching(name, [line])
         if not touching:
             # Import-time lines (def, decorators, module constants) carry no test context:
             # every test that runs anything in this file may see the change.
-            return set(cmap.tests_touching(name))
+            return everyone
         tests.update(touching)
-    if not change.base_lines & statements:
-        return set(cmap.tests_touching(name))
-    return tests
+    # Inserted code runs when a neighbouring statement runs; if neither neighbour was run
+    # by a test (both import-time or blank), fall back to every test of the file.
+    around = {
+        t
+        for line in change.anchors
+        if line in statements
+        for t in cmap.tests_touching(name, [line])
+    }
+    if change.anchors and not around:
+        return everyone
+    return tests | around
 
 
 def _drop_nested(ids: set[str]) -> set[str]:
