@@ -1,0 +1,1 @@
+"""A small shop: prices, discounts and an inventory (the selfheal demo project)."""
