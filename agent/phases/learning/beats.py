@@ -122,7 +122,8 @@ def load_deployment_info(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
             applied = Applied(patch.id, dep.commit, dep.created_ns, "merge", present=False)
         if applied is not None:
             cases.append(Case(patch, anomaly, applied, dep, previous))
-    anomalies = tuple(store.find(Anomaly, limit=5000))
+    # Hotspots need every anomaly; only worth reading when there is something to learn from.
+    anomalies = tuple(store.find(Anomaly, limit=5000)) if cases else ()
     return dataclasses.replace(
         baton, cases=tuple(cases), anomalies=anomalies, stats=tuple(strategy_stats(store))
     )
