@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.errors import SelfHealError
-from agent.records import Anomaly, AnomalyKind, Diagnosis, Patch, ValidationResult
+from agent.records import Anomaly, AnomalyKind, Deployment, Diagnosis, Patch, ValidationResult
 
 if TYPE_CHECKING:
     from agent.conductor import Conductor
@@ -42,6 +42,7 @@ class AnomalyOutcome:
     tried: int = 0
     reason: str = ""  # why there is no validated patch
     elapsed_s: float = 0.0
+    deployment: Deployment | None = None  # how the best patch was delivered (phase 6)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class HealOutcome:
                     f"healed {subject}: {r.best.patch.strategy} patch "
                     f"({r.best.patch.size} changed lines, {r.best.patch.description}) -> {where}"
                 )
+                dep = r.deployment
+                if dep is not None and dep.branch:
+                    out.append(f"  proposed on branch {dep.branch} ({dep.status.value})")
             else:
                 out.append(f"not healed {subject}: {r.reason}")
         return out
@@ -295,7 +299,27 @@ def _finish(
         return replace(outcome, elapsed_s=elapsed)
     path = write_patch(conductor.config.selfheal_dir, outcome.best.patch)
     say(f"selfheal: best patch for {outcome.anomaly.subject} written to {path}")
-    return replace(outcome, path=path, elapsed_s=elapsed)
+    delivered = _deliver(conductor, outcome, say)
+    return replace(outcome, path=path, elapsed_s=elapsed, deployment=delivered)
+
+
+def _deliver(conductor: Conductor, outcome: AnomalyOutcome, say: Progress) -> Deployment | None:
+    """Phase 6 for the best validated patch, in the configured mode (default: propose)."""
+    from agent.phases.deployment import DeployRequest, deliver
+
+    assert outcome.best is not None
+    request = DeployRequest(
+        patch=outcome.best.patch,
+        validation=outcome.best.result,
+        anomaly=outcome.anomaly,
+        diagnosis=outcome.diagnosis,
+        run_id=outcome.anomaly.run_id,
+    )
+    try:
+        return deliver(conductor, request).deployment()
+    except SelfHealError as exc:  # delivery trouble never loses the validated patch
+        say(f"selfheal: delivery of {outcome.best.patch.id} failed: {exc}")
+        return None
 
 
 def write_patch(selfheal_dir: Path, patch: Patch) -> Path:
