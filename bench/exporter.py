@@ -69,9 +69,11 @@ def app_main(mode: str, spans: int, target: str) -> None:
     child = {"db.system": "postgresql", "code.function.name": "shop.repo.load"}
     started = time.perf_counter()
     for _ in range(spans // 2):
-        with tracer.start_as_current_span("GET /items/{id}", attributes=attrs):
-            with tracer.start_as_current_span("SELECT items", attributes=child):
-                pass
+        with (
+            tracer.start_as_current_span("GET /items/{id}", attributes=attrs),
+            tracer.start_as_current_span("SELECT items", attributes=child),
+        ):
+            pass
     provider.force_flush(timeout_millis=600_000)
     elapsed = time.perf_counter() - started
     delivered = spans // 2 * 2
@@ -125,7 +127,7 @@ def main() -> int:
     spool_ratio = med["selfheal-spool"] / med["inmemory"]
     otlp_ratio = med["selfheal-otlp"] / med["sdk-otlp"]
     spool_vs_sdk = med["selfheal-spool"] / med["sdk-otlp"]
-    print(f"median spans/s: " + ", ".join(f"{m} {v:,.0f}" for m, v in med.items()))
+    print("median spans/s: " + ", ".join(f"{m} {v:,.0f}" for m, v in med.items()))
     print(f"ours (spool) / InMemorySpanExporter: {spool_ratio:.2f} (target >= 0.90)")
     print(f"ours (OTLP/HTTP) / SDK OTLP/HTTP exporter: {otlp_ratio:.2f} (target >= 1.00)")
     print(f"ours (spool) / SDK OTLP/HTTP exporter: {spool_vs_sdk:.2f}")
