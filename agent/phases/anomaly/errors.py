@@ -115,7 +115,7 @@ def _failure_anomaly(
             "tests": len(tests),
             "signature": signature,
             "exception_type": exc_type,
-            "confirmed_alone": confirmed,
+            "confirmed_by_rerun": confirmed,
             "rerun_alone": CONFIRM_RUNS if baton.confirmation.alone else 0,
             "message": first.message.splitlines()[0][:200] if first.message else "",
         },

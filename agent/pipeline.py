@@ -1,0 +1,128 @@
+"""Plays the phases in order on what a test run recorded: telemetry, then anomaly detection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.config import Config
+from agent.records import Anomaly, TelemetryEvent
+from agent.store import Store
+
+
+@dataclass(frozen=True)
+class TestRun:
+    """What the plugin hands over at the end of a session."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    events: tuple[TelemetryEvent, ...]
+    commit: str = ""
+    dirty: bool = False
+    env_key: str = ""
+    root: Path | None = None
+    rerun: Any = None  # agent.phases.anomaly.RerunSpec, or None for no confirming re-runs
+    coverage: Mapping[str, Any] | None = None  # {"per_test": ..., "statements": ...}
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    run_id: int
+    tests: int
+    anomalies: tuple[Anomaly, ...] = ()
+    baseline_runs: int = 0
+    coverage_map_id: int = 0
+    notes: tuple[str, ...] = ()
+    timings_ms: Mapping[str, float] = field(default_factory=dict)
+    heal: Any = None  # agent.heal.HealOutcome when healing ran
+
+
+def run_after_tests(
+    config: Config,
+    run: TestRun,
+    *,
+    store: Store | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> PipelineResult:
+    """Store the run through the telemetry phase, then detect anomalies against its history."""
+    from agent.conductor import Conductor
+    from agent.phases.anomaly import DetectRequest, detect_run
+    from agent.phases.telemetry import TelemetryRequest, ingest
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    factory = (lambda: store) if store is not None else None
+    conductor = Conductor(config, store_factory=factory, progress=progress)
+    with conductor, conductor.grouped():  # one `pipeline` run for all phases
+        outcome = ingest(
+            conductor,
+            TelemetryRequest(
+                events=run.events,
+                run_kind="test",
+                commit=run.commit,
+                dirty=run.dirty,
+                env_key=run.env_key,
+                keep_raw=True,
+            ),
+        )
+        timings["telemetry"] = _lap(started)
+        map_id = _save_coverage(conductor.store(), run, outcome.run_id)
+        baton = detect_run(
+            conductor,
+            DetectRequest(
+                run_id=outcome.run_id,
+                env_key=run.env_key,
+                commit=run.commit,
+                dirty=run.dirty,
+                root=run.root,
+                rerun=run.rerun,
+                coverage_map_id=map_id,
+            ),
+        )
+        timings["anomaly"] = _lap(started) - timings["telemetry"]
+        healed = None
+        # A running agent of this project (or the agent that started this run) heals instead.
+        handed = _hand_off(config, baton.anomalies) if config.budget_s > 0 else None
+        if handed is None and baton.anomalies and config.budget_s > 0:
+            from agent.heal import heal
+
+            healed = heal(conductor, baton.anomalies, config.budget_s, progress)
+            timings["heal"] = _lap(started) - timings["anomaly"] - timings["telemetry"]
+    return PipelineResult(
+        run_id=outcome.run_id,
+        tests=len(baton.current),
+        anomalies=baton.anomalies,
+        baseline_runs=len(baton.baseline_runs),
+        coverage_map_id=map_id,
+        notes=baton.notes + ((handed.line(),) if handed is not None else ()),
+        timings_ms=timings,
+        heal=healed,
+    )
+
+
+def _hand_off(config: Config, anomalies: tuple[Anomaly, ...]) -> Any:
+    from agent.handoff import hand_off
+
+    return hand_off(config, [a.id for a in anomalies])
+
+
+def _save_coverage(store: Store, run: TestRun, run_id: int) -> int:
+    if not run.coverage or not run.coverage.get("statements"):
+        return 0
+    from agent import coverage_map
+
+    return coverage_map.save(
+        store,
+        run.coverage.get("per_test", {}),
+        run.coverage["statements"],
+        run.commit,
+        run.dirty,
+        run_id,
+    )
+
+
+def _lap(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

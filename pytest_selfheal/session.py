@@ -1,0 +1,308 @@
+"""The controller side: run facts, the session span, collecting test events, the pipeline, output."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_selfheal import options as opts
+from pytest_selfheal import report
+from pytest_selfheal.recorder import REPORT_ATTR, Recorder, RunInfo
+
+
+class SelfHealWarning(pytest.PytestWarning):
+    """pytest-selfheal could not do part of its work; the test run itself is unaffected."""
+
+
+def env_key(config: pytest.Config) -> str:
+    """Runs are compared only within one key: Python, platform, and xdist or not."""
+    numprocesses = config.getoption("numprocesses", None)
+    dist = config.getoption("dist", "no")
+    parallel = "xdist" if numprocesses and dist != "no" else "serial"
+    py = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    return f"{py}-{sys.platform}-{platform.machine()}-{parallel}"
+
+
+def uses_xdist(config: pytest.Config) -> bool:
+    return env_key(config).endswith("-xdist")
+
+
+class Controller:
+    """Registered in the process that owns the run (the xdist controller or the only process)."""
+
+    def __init__(self, config: pytest.Config, options: opts.Options) -> None:
+        from agent.config import load_config
+        from agent.errors import ConfigError
+
+        self.config = config
+        self.options = options
+        self.problems: list[str] = []
+        overrides: dict[str, Any] = {}
+        if options.store is not None:
+            overrides["store"] = str(options.store)
+        if options.coverage is not None:
+            overrides["coverage"] = options.coverage
+        if options.budget_s is not None:
+            overrides["budget_s"] = options.budget_s
+        try:
+            self.settings = load_config(config.rootpath, overrides)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.root = self._repo_root()
+        self.commit, self.dirty = self._git_state()
+        self.info = self._start_session()
+        self.events: list[Any] = []
+        self.result: Any = None
+        self.coverage_reason = ""
+        self.collect_coverage = self._coverage_due()
+        self.recorder: Recorder | None = None
+        self._coverage: dict[str, Any] = {"per_test": {}, "statements": {}}
+
+    # Setup ------------------------------------------------------------------------------
+
+    def _repo_root(self) -> Path:
+        from agent.git import toplevel
+
+        return toplevel(self.config.rootpath) or self.config.rootpath
+
+    def _git_state(self) -> tuple[str, bool]:
+        from agent.errors import GitError
+        from agent.git import head_commit, is_dirty
+
+        try:
+            commit = head_commit(self.root)
+            return commit, bool(commit) and is_dirty(self.root)
+        except GitError:
+            return "", False
+
+    def _start_session(self) -> RunInfo:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from pytest_selfheal.recorder import resource
+
+        probe = RunInfo(str(self.config.rootpath), self.commit, self.dirty, env_key(self.config), 0, 0)
+        self._provider = TracerProvider(resource=resource(probe))
+        self._session_span = self._provider.get_tracer("pytest_selfheal").start_span("pytest session")
+        ctx = self._session_span.get_span_context()
+        return RunInfo(probe.root, probe.commit, probe.dirty, probe.env_key, ctx.trace_id, ctx.span_id)
+
+    def _coverage_due(self) -> bool:
+        mode = self.settings.coverage
+        if mode == "never":
+            self.coverage_reason = "off"
+            return False
+        if self.config.pluginmanager.hasplugin("_cov") and self.config.getoption("cov_source", None):
+            self.coverage_reason = "left to pytest-cov"
+            return False
+        if mode == "always":
+            self.coverage_reason = "always"
+            return True
+        store = self._open_store()
+        if store is None:
+            return False
+        from agent.coverage_map import map_is_due
+
+        try:
+            due = map_is_due(store, self.root, self.commit, self.dirty)
+        finally:
+            store.close()
+        self.coverage_reason = "refreshing (code changed)" if due else "up to date"
+        return due
+
+    def _open_store(self) -> Any:
+        """The store, or None with a warning; a corrupt file is moved aside (never fatal)."""
+        from agent.errors import SelfHealError
+        from agent.store import Store
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                store = Store.open(self.settings.store)
+            except (SelfHealError, OSError) as exc:
+                self.warn(f"cannot open the selfheal store: {exc}")
+                store = None
+        for w in caught:
+            self.warn(str(w.message))
+        return store
+
+    def warn(self, message: str) -> None:
+        """A SelfHealWarning, or a summary line if the user's filters turn warnings into errors."""
+        if message in self.problems:
+            return
+        self.problems.append(message)
+        try:
+            warnings.warn(SelfHealWarning(message), stacklevel=2)
+        except SelfHealWarning:
+            pass  # shown in the selfheal section instead of failing the run
+
+    # Hooks ------------------------------------------------------------------------------
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["selfheal"] = self.info.to_wire()
+        node.workerinput["selfheal_coverage"] = self.collect_coverage
+        node.workerinput["selfheal_coverage_root"] = str(self.root)
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        data = getattr(node, "workeroutput", {}).get("selfheal_coverage")
+        if data:
+            self._merge_coverage(data)
+
+    def _merge_coverage(self, data: dict[str, Any]) -> None:
+        from agent.coverage_map import merge
+
+        merge(self._coverage["per_test"], data.get("per_test", {}))
+        for file, lines in data.get("statements", {}).items():
+            self._coverage["statements"][file] = lines
+
+    def start_local(self) -> None:
+        """No xdist: this process records its own tests."""
+        collector = self._collector() if self.collect_coverage else None
+        self.recorder = Recorder(self.info, "main", collector, sink=self.events.extend)
+        self.config.pluginmanager.register(self.recorder, "selfheal-recorder")
+
+    def _collector(self) -> Any:
+        from agent.coverage_map import Collector
+
+        try:
+            return Collector(self.root)
+        except Exception as exc:  # coverage.py refused (e.g. another tracer): record without it
+            self.warn(f"per-test coverage unavailable: {exc}")
+            return None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.recorder is not None and self.recorder.coverage is not None:
+            self.recorder.coverage.start()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, REPORT_ATTR, None)
+        if report.when != "teardown" or not data:
+            return
+        from agent.records import TelemetryEvent, from_json
+
+        try:
+            self.events.extend(from_json(d, TelemetryEvent) for d in data)
+        except (TypeError, ValueError) as exc:
+            self.warn(f"a worker sent an unreadable test record ({report.nodeid}): {exc}")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.recorder is not None and self.recorder.coverage is not None:
+            per_test, statements = self.recorder.coverage.stop()
+            self._merge_coverage({"per_test": per_test, "statements": statements})
+        self._end_session(session)
+        if self.recorder is not None:
+            self.recorder.shutdown()
+        self.result = self._run_pipeline()
+        self._write_reports()
+        self._apply_fail_on(session)
+
+    def _end_session(self, session: pytest.Session) -> None:
+        from dataclasses import replace
+
+        from agent.otel import span_to_event
+        from agent.records import EventSource
+
+        span = self._session_span
+        span.set_attributes(
+            {
+                "selfheal.session.tests": sum(e.source is EventSource.TEST for e in self.events),
+                "selfheal.session.exitstatus": int(session.exitstatus),
+                "vcs.ref.head.revision": self.commit,
+                "selfheal.git.dirty": self.dirty,
+                "selfheal.env_key": self.info.env_key,
+            }
+        )
+        span.end()
+        self.events.append(replace(span_to_event(span, EventSource.SPAN)))
+        self._provider.shutdown()
+
+    def _run_pipeline(self) -> Any:
+        from agent.errors import SelfHealError
+        from agent.pipeline import TestRun, run_after_tests
+
+        store = self._open_store()
+        if store is None:
+            return None
+        run = TestRun(
+            events=tuple(self.events),
+            commit=self.commit,
+            dirty=self.dirty,
+            env_key=self.info.env_key,
+            root=self.root,
+            rerun=self._rerun_spec(),
+            coverage=self._coverage if self.collect_coverage else None,
+        )
+        try:
+            return run_after_tests(self.settings, run, store=store, progress=self._progress)
+        except SelfHealError as exc:
+            self.warn(f"selfheal pipeline: {exc}")
+        except Exception as exc:  # bookkeeping never turns a green run red
+            self.warn(f"selfheal pipeline failed: {type(exc).__name__}: {exc}")
+        finally:
+            store.close()
+        return None
+
+    def _progress(self, message: str) -> None:
+        """Healing progress, visible while it runs (it can take the whole budget)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(message)
+
+    def _rerun_spec(self) -> Any:
+        from agent.phases.anomaly import RerunSpec
+
+        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        argv += ["--rootdir", str(self.config.rootpath)]
+        if self.config.inipath is not None:
+            argv += ["-c", str(self.config.inipath)]
+        if self.config.pluginmanager.hasplugin("xdist"):
+            argv += ["-n", "0"]
+        if self.config.pluginmanager.hasplugin("_cov"):
+            argv += ["--no-cov"]
+        return RerunSpec(
+            argv=tuple(argv),
+            cwd=self.config.rootpath,
+            env={"SELFHEAL_DISABLE": "1"},
+            timeout_s=max(60.0, self.settings.budget_s),
+        )
+
+    def _write_reports(self) -> None:
+        for fmt, path in self.options.reports:
+            try:
+                report.write(fmt, path, self.summary())
+            except OSError as exc:
+                self.warn(f"cannot write the selfheal report {path}: {exc}")
+
+    def _apply_fail_on(self, session: pytest.Session) -> None:
+        if not self.options.fail_on or self.result is None:
+            return
+        hits = [
+            a
+            for a in self.result.anomalies
+            if opts.matches_fail_on(self.options.fail_on, a.kind.value, a.subtype)
+        ]
+        if hits and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    # Output ------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        return report.summary(self.result, self.info, self.problems, self.coverage_reason)
+
+    def pytest_report_header(self, config: pytest.Config) -> str:
+        commit = f"{self.commit[:10]}{'+dirty' if self.dirty else ''}" if self.commit else "no git"
+        return (
+            f"selfheal: recording to {report.display_path(self.settings.store, config.rootpath)}"
+            f" ({self.info.env_key}, {commit}, coverage {self.coverage_reason})"
+        )
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        verbose = self.config.getoption("verbose", 0) > 0
+        terminalreporter.write_sep("=", "selfheal")
+        for line in report.terminal_lines(self.summary(), verbose):
+            terminalreporter.write_line(line)

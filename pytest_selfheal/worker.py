@@ -1,0 +1,42 @@
+"""The xdist worker side: record tests, send them with each teardown report, coverage at the end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pytest_selfheal.recorder import Recorder, RunInfo
+
+
+class WorkerSide:
+    """Registered in a worker when the controller asked for recording (via workerinput)."""
+
+    def __init__(self, config: pytest.Config, workerinput: dict[str, Any]) -> None:
+        self.config = config
+        collector = None
+        info = RunInfo.from_wire(workerinput["selfheal"])
+        if workerinput.get("selfheal_coverage"):
+            from pathlib import Path
+
+            from agent.coverage_map import Collector
+
+            try:
+                collector = Collector(Path(workerinput["selfheal_coverage_root"]))
+            except Exception:  # the controller warns once for all workers
+                collector = None
+        self.recorder = Recorder(info, str(workerinput.get("workerid", "")), collector)
+        config.pluginmanager.register(self.recorder, "selfheal-recorder")
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if self.recorder.coverage is not None:
+            self.recorder.coverage.start()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.recorder.coverage is not None:
+            per_test, statements = self.recorder.coverage.stop()
+            output = getattr(self.config, "workeroutput", None)
+            if output is not None:
+                output["selfheal_coverage"] = {"per_test": per_test, "statements": statements}
+        self.recorder.shutdown()
