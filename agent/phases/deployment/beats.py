@@ -162,12 +162,14 @@ def load_validation_results(baton: DeployBaton, ctx: BeatContext) -> DeployBaton
     target = ctx.config.target_branch or git.current_branch(repo)
     validated_at = validation.target_commit or patch.base_commit
     target_now = gitops.rev(repo, target) if target else ""
+    proposals = gitops.open_proposals(repo, target or "HEAD")
     facts = Facts(
         confidence=anomaly.confidence if anomaly else 0.0,
-        open_proposals=len(gitops.open_proposals(repo, target or "HEAD")),
+        open_proposals=len(proposals),
         merges_this_run=_merges_in_run(store, req.run_id),
         dirty=git.is_dirty(repo),
         target_moved=bool(target_now) and target_now != validated_at and req.revalidate is None,
+        duplicate_of=gitops.same_proposal(repo, proposals, patch.diff),
     )
     return dataclasses.replace(
         baton,
@@ -215,8 +217,12 @@ def create_branch(baton: DeployBaton, ctx: BeatContext) -> DeployBaton:
     assert baton.patch
     a = baton.anomaly
     name = gitops.branch_name(a.subject if a else "", a.subtype if a else "", baton.patch.id)
+    note = ""
+    if baton.facts and baton.facts.duplicate_of:
+        # Several anomalies with one cause give the same patch: one proposal serves them all.
+        name, note = baton.facts.duplicate_of, " (the same change is already proposed there)"
     existing = gitops.rev(baton.repo, name) if gitops.branch_exists(baton.repo, name) else ""
-    ctx.progress(f"selfheal: proposal branch {name}" + (" (exists)" if existing else ""))
+    ctx.progress(f"selfheal: proposal branch {name}" + (note or (" (exists)" if existing else "")))
     return dataclasses.replace(baton, branch=name, branch_commit=existing)
 
 

@@ -6,7 +6,6 @@ import contextlib
 import re
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +73,22 @@ def open_proposals(repo: Path, target: str, exclude: str = "") -> list[str]:
     return [b for b in out.split() if b and b != exclude]
 
 
+def patch_id(repo: Path, diff: str) -> str:
+    """git's stable patch-id of a diff: equal for the same change whatever its context."""
+    out = git.run_git(repo, "patch-id", "--stable", input_text=diff)
+    return out.split()[0] if out.strip() else ""
+
+
+def same_proposal(repo: Path, branches: list[str], diff: str) -> str:
+    """The open proposal branch whose tip commit makes exactly this change, or ''."""
+    wanted = patch_id(repo, diff)
+    for branch in branches:
+        shown = git.run_git(repo, "show", "--format=", "--no-color", branch)
+        if wanted and patch_id(repo, shown) == wanted:
+            return branch
+    return ""
+
+
 def checked_out_in(repo: Path, branch: str) -> Path | None:
     """The worktree (the developer's checkout or another) where `branch` is checked out."""
     current: Path | None = None
@@ -127,7 +142,3 @@ def push_branch(repo: Path, remote: str, branch: str) -> None:
 
 def remote_url(repo: Path, remote: str) -> str:
     return git.run_git(repo, "remote", "get-url", remote, check=False).strip()
-
-
-def unique_suffix() -> str:
-    return uuid.uuid4().hex[:6]

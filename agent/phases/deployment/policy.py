@@ -18,6 +18,7 @@ class Facts:
     merges_this_run: int
     dirty: bool
     target_moved: bool
+    duplicate_of: str = ""  # an open proposal branch that already makes this exact change
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def proposal_refusals(
         )
     if len(patch.diff.encode()) > config.max_patch_bytes:
         reasons.append(f"diff is larger than max_patch_bytes={config.max_patch_bytes}")
-    if facts.open_proposals >= config.max_open_proposals:
+    if facts.open_proposals >= config.max_open_proposals and not facts.duplicate_of:
         reasons.append(
             f"{facts.open_proposals} proposals already open "
             f"(max_open_proposals={config.max_open_proposals})"

@@ -277,3 +277,15 @@ def test_failed_verify_reverts_the_merge(make_repo: Any, tmp_path: Path) -> None
     assert record.status is DeploymentStatus.REVERTED
     assert record.verification.value == "failed"
     assert "verification failed" in record.reason and "p95 latency 900 ms" in record.reason
+
+
+def test_same_change_for_another_anomaly_reuses_the_open_proposal(
+    make_repo: Any, tmp_path: Path
+) -> None:
+    repo = project(make_repo)
+    cfg = config(repo, max_open_proposals=1)
+    first = deliver(cfg, tmp_path, make_patch(repo))
+    second = deliver(cfg, tmp_path, make_patch(repo))  # another id, the very same change
+    assert second.status is DeploymentStatus.PROPOSED, second.reasons
+    assert (second.branch, second.branch_commit) == (first.branch, first.branch_commit)
+    assert git(repo, "branch", "--list", "selfheal/*").split() == [first.branch]
