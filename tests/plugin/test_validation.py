@@ -47,7 +47,8 @@ def test_validation_mode_writes_outcomes_and_durations(pytester: pytest.Pytester
 
 def test_repeat_runs_each_test_n_times(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_sample="calls = []\n\ndef test_count():\n    calls.append(1)\n    assert len(calls) <= 2\n"
+        test_sample="calls = []\n\ndef test_count():\n"
+        "    calls.append(1)\n    assert len(calls) <= 2\n"
     )
     out = pytester.path / "result.json"
     pytester.runpytest("--selfheal-validate=p1", f"--selfheal-result={out}", "--selfheal-repeat=3")
@@ -88,7 +89,8 @@ def test_coverage_is_measured_from_before_conftest_imports(
         test_sample="import lib\n\ndef test_used():\n    assert lib.used() == 1\n",
     )
     out = pytester.path / "result.json"
-    args = ["-p", "pytest_selfheal.validation", "--selfheal-validate=p1", f"--selfheal-result={out}"]
+    args = ["-p", "pytest_selfheal.validation", "--selfheal-validate=p1"]
+    args.append(f"--selfheal-result={out}")
     result = pytester.runpytest_subprocess(*args, "--selfheal-validate-coverage", *workers)
     result.assert_outcomes(passed=1)
     lib = _read(out)["coverage"]["lib.py"]
