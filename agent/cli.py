@@ -9,7 +9,17 @@ from typing import Protocol
 
 from agent import __version__
 from agent.commands import agent as agent_command
-from agent.commands import apply, demo, detect, heal, insights, report, sequences, telemetry
+from agent.commands import (
+    apply,
+    demo,
+    detect,
+    heal,
+    insights,
+    report,
+    sequences,
+    telemetry,
+    validate,
+)
 from agent.errors import SelfHealError
 
 
@@ -34,6 +44,7 @@ COMMANDS: tuple[Command, ...] = (
     report,
     demo,
     detect,
+    validate,
 )
 
 
