@@ -642,7 +642,7 @@ def _check_bind(settings: ReceiverSettings) -> None:
     if not is_loopback(settings.host) and not settings.token:
         raise ConfigError(
             f"receiver: binding {settings.host} (not loopback) needs a token; "
-            "set SELFHEAL_RECEIVER_TOKEN or bind 127.0.0.1"
+            "give the receiver a token or bind 127.0.0.1"
         )
     if settings.max_body <= 0 or settings.max_queue_spans <= 0:
         raise ConfigError("receiver: max_body and max_queue_spans must be positive")
