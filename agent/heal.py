@@ -104,8 +104,60 @@ def heal(
             results.append(AnomalyOutcome(anomaly, reason="the healing budget ran out"))
             continue
         share = time.monotonic() + left / (len(order) - i)
-        results.append(heal_one(conductor, anomaly, share, say))
+        reused = _reuse(conductor, anomaly, results, share, say)
+        results.append(reused or heal_one(conductor, anomaly, share, say))
     return HealOutcome(tuple(results), time.monotonic() - started)
+
+
+def _reuse(
+    conductor: Conductor,
+    anomaly: Anomaly,
+    done: Sequence[AnomalyOutcome],
+    deadline: float,
+    say: Progress,
+) -> AnomalyOutcome | None:
+    """One cause often breaks several tests: a patch validated for an earlier anomaly of this
+    run is tried on this one (fast reject, then the gate) before a new diagnosis."""
+    from dataclasses import replace
+
+    from agent.phases.validation import quick_reject
+
+    if not anomaly.tests:
+        return None
+    started = time.monotonic()
+    for earlier in done:
+        best = earlier.best
+        if best is None or anomaly.kind is not earlier.anomaly.kind:
+            continue
+        quick = quick_reject(
+            conductor.config,
+            best.patch.diff,
+            anomaly.tests,
+            base_commit=best.patch.base_commit,
+            timeout_s=_step(deadline, 60.0),
+            patch_id=best.patch.id,
+        )
+        if not quick.passed:
+            continue
+        say(
+            f"selfheal: {best.patch.id} (made for {earlier.anomaly.subject}) also fixes "
+            f"{anomaly.subject}; running the gate"
+        )
+        result = _gate_for(conductor, anomaly, (), best.patch, deadline)
+        if result.passed:
+            validated = replace(best, result=result)
+            return AnomalyOutcome(
+                anomaly,
+                earlier.diagnosis,
+                validated,
+                (validated,),
+                earlier.path,
+                1,
+                1,
+                "",
+                time.monotonic() - started,
+            )
+    return None
 
 
 def heal_one(
@@ -125,7 +177,7 @@ def heal_one(
         fbaton = generate(conductor, anomaly, diagnosis, dbaton.codebase, deadline=deadline)
     except SelfHealError as exc:
         return AnomalyOutcome(anomaly, reason=f"stopped: {exc}", elapsed_s=_since(started))
-    outcome = _search(conductor, anomaly, dbaton, fbaton, deadline, say)
+    outcome = _search(conductor, anomaly, dbaton=dbaton, fbaton=fbaton, deadline=deadline, say=say)
     return _finish(conductor, outcome, _since(started), say)
 
 
@@ -136,6 +188,7 @@ def _since(started: float) -> float:
 def _search(
     conductor: Conductor,
     anomaly: Anomaly,
+    *,
     dbaton: DiagnosisBaton,
     fbaton: FixBaton,
     deadline: float,
@@ -195,7 +248,17 @@ def _search(
             else:
                 gate_failed += 1
                 last_gate = "; ".join(result.reasons[:2])
-    validated.extend(_follow_ups(conductor, anomaly, dbaton, fbaton, validated, deadline, say))
+    validated.extend(
+        _follow_ups(
+            conductor,
+            anomaly,
+            dbaton=dbaton,
+            fbaton=fbaton,
+            validated=validated,
+            deadline=deadline,
+            say=say,
+        )
+    )
     validated.sort(key=Validated.rank_key)
     reason = "" if validated else _why(len(pairs), tried, rejected, gate_failed, last_gate)
     return AnomalyOutcome(
@@ -222,10 +285,21 @@ def _step(deadline: float, cap: float) -> float:
 def _gate(
     conductor: Conductor, anomaly: Anomaly, dbaton: DiagnosisBaton, patch: Patch, deadline: float
 ) -> ValidationResult:
+    base = dbaton.codebase.durations_base_ns if dbaton.codebase else ()
+    return _gate_for(conductor, anomaly, base, patch, deadline)
+
+
+def _gate_for(
+    conductor: Conductor,
+    anomaly: Anomaly,
+    base: Sequence[int],
+    patch: Patch,
+    deadline: float,
+) -> ValidationResult:
+    """The validation gate on one patch, with the baseline timings of a slow test."""
     from agent.phases.validation import ValidationRequest, validate
 
     config = conductor.config
-    base = dbaton.codebase.durations_base_ns if dbaton.codebase else ()
     request = ValidationRequest(
         patch=patch,
         anomaly=anomaly,
@@ -248,6 +322,7 @@ def _success(dbaton: DiagnosisBaton, strategy: str) -> float:
 def _follow_ups(
     conductor: Conductor,
     anomaly: Anomaly,
+    *,
     dbaton: DiagnosisBaton,
     fbaton: FixBaton,
     validated: list[Validated],

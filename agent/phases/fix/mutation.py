@@ -98,6 +98,34 @@ def _swap(text: str, old: ast.AST, new: ast.AST, cost: int) -> Mutant:
     return cost, f"{before} -> {after}", replace_node(text, old, after)
 
 
+def _int_positions(node: ast.AST) -> list[ast.expr]:
+    """Sub-expressions that count or index: range() arguments, slice bounds, subscripts and
+    comparison operands (constants excluded: they get their own ±1)."""
+    found: list[ast.expr] = []
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range":
+        found.extend(node.args)
+    elif isinstance(node, ast.Slice):
+        found.extend(e for e in (node.lower, node.upper) if e is not None)
+    elif isinstance(node, ast.Subscript) and not isinstance(node.slice, ast.Slice):
+        found.append(node.slice)
+    elif isinstance(node, ast.Compare):
+        found.extend([node.left, *node.comparators])
+    return [e for e in found if not isinstance(e, ast.Constant)]
+
+
+def _off_by_one_mutants(text: str, tree: ast.Module, line: int) -> Iterator[Mutant]:
+    seen: set[tuple[int, int]] = set()
+    for node in walk_at_line(tree, line):
+        for expr in _int_positions(node):
+            where = (expr.col_offset, expr.end_col_offset or 0)
+            if where in seen or isinstance(expr, ast.Starred):
+                continue
+            seen.add(where)
+            for op in (ast.Add(), ast.Sub()):
+                new = ast.BinOp(copy.deepcopy(expr), op, ast.Constant(1))
+                yield _swap(text, expr, new, 1)
+
+
 def _condition_mutants(text: str, tree: ast.Module, line: int) -> Iterator[Mutant]:
     for node in walk_at_line(tree, line):
         if isinstance(node, ast.If | ast.While) and not isinstance(node.test, ast.UnaryOp):
@@ -155,6 +183,7 @@ def mutants_at(text: str, line: int) -> Iterator[Mutant]:
     except SyntaxError:
         return
     yield from _expression_mutants(text, tree, line)
+    yield from _off_by_one_mutants(text, tree, line)
     yield from _condition_mutants(text, tree, line)
     yield from _statement_mutants(text, tree, line)
     yield from _call_mutants(text, tree, line)
