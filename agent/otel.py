@@ -41,11 +41,14 @@ def code_location(attrs: Mapping[str, Any]) -> CodeLocation:
     )
 
 
+_SCALARS = frozenset({str, int, float, bool})  # exact types first: a set lookup is cheap
+
+
 def plain_attributes(attrs: Mapping[str, Any] | None) -> dict[str, AttrValue]:
     """OTel attribute values as our scalar types: sequences are joined with commas."""
     out: dict[str, AttrValue] = {}
     for key, value in (attrs or {}).items():
-        if isinstance(value, str | int | float | bool):
+        if type(value) in _SCALARS or isinstance(value, str | int | float | bool):
             out[key] = value
         elif isinstance(value, list | tuple):
             out[key] = ",".join(str(v) for v in value)
@@ -94,7 +97,7 @@ def span_to_event(span: ReadableSpan, source: EventSource = EventSource.SPAN) ->
     service, version = _resource_names(span.resource)
     ctx = span.context
     parent = span.parent
-    status = _status_map().get(span.status.status_code, SpanStatus.UNSET)
+    status = _status(span.status.status_code)
     exc_type, exc_message, exc_stack = "", "", ""
     for event in span.events:
         if event.name == "exception":
@@ -129,7 +132,7 @@ def span_to_event(span: ReadableSpan, source: EventSource = EventSource.SPAN) ->
 # resource (shared by all spans of a provider) is read once, and attributes are read from the
 # SDK's plain dict when it has one instead of through its Mapping ABC (several times slower).
 _RESOURCES: dict[int, tuple[Any, str, str]] = {}
-_STATUS: dict[Any, SpanStatus] = {}
+_STATUS: list[Any] = []
 
 
 def _span_attributes(span: ReadableSpan) -> Mapping[str, Any]:
@@ -153,9 +156,12 @@ def _resource_names(resource: Any) -> tuple[str, str]:
     return names
 
 
-def _status_map() -> dict[Any, SpanStatus]:
+def _status(code: Any) -> SpanStatus:
+    # Identity checks: StatusCode hashing goes through Enum.__hash__, a Python-level call.
     if not _STATUS:
         from opentelemetry.trace import StatusCode
 
-        _STATUS.update({StatusCode.OK: SpanStatus.OK, StatusCode.ERROR: SpanStatus.ERROR})
-    return _STATUS
+        _STATUS.extend((StatusCode.OK, StatusCode.ERROR))
+    if code is _STATUS[1]:
+        return SpanStatus.ERROR
+    return SpanStatus.OK if code is _STATUS[0] else SpanStatus.UNSET

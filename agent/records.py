@@ -385,7 +385,6 @@ _EVENT_LITERAL_FIELDS = [
     "exception_signature",
     "attributes",
 ]
-_ENUM_VALUES: dict[Any, str] = {m: m.value for e in (EventSource, SpanStatus) for m in e}
 
 
 def _event_json(event: TelemetryEvent) -> dict[str, Any]:
@@ -429,12 +428,12 @@ def _event_literal(e: TelemetryEvent) -> dict[str, Any]:
     loc = e.location
     return {
         "type": "TelemetryEvent",
-        "source": _ENUM_VALUES[e.source],
+        "source": e.source._value_,  # not .value: the enum property is a Python call
         "service": e.service,
         "operation": e.operation,
         "start_ns": e.start_ns,
         "duration_ns": e.duration_ns,
-        "status": _ENUM_VALUES[e.status],
+        "status": e.status._value_,
         "version": e.version,
         "trace_id": e.trace_id,
         "span_id": e.span_id,

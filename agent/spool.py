@@ -23,6 +23,8 @@ SPOOL_VERSION = 1
 HEADER_TYPE = "SpoolHeader"
 SEGMENT_SUFFIX = ".jsonl"
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+# One encoder for every line: json.dumps with non-default arguments builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def spool_dir(selfheal_dir: Path) -> Path:
@@ -71,7 +73,7 @@ class SpoolWriter:
         """Append events, one line each; returns the bytes written."""
         written = 0
         for event in events:
-            line = (json.dumps(rec.to_json(event), separators=(",", ":")) + "\n").encode()
+            line = (_COMPACT.encode(rec.to_json(event)) + "\n").encode()
             if self._fd is None or self._size + len(line) > self.max_bytes:
                 self._rotate()
             self._write_all(line)
