@@ -8,18 +8,18 @@ from collections.abc import Iterable
 # Every sketch shares one accuracy so any two can be merged; stored sketches rely on it too.
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
-_INV_LOG_GAMMA = 1.0 / math.log(GAMMA)
+INV_LOG_GAMMA = 1.0 / math.log(GAMMA)
 ZERO_KEY = -1  # values below 1 (0 ns durations); bucket keys of values >= 1 are >= 0
 # Integer nanoseconds below 2**63 need keys up to ceil(log_gamma(2**63)) ~ 2166: bounded
 # whatever the number of values, so no bucket ever has to be collapsed.
-MAX_KEY = math.ceil(math.log(2.0**63) * _INV_LOG_GAMMA)
+MAX_KEY = math.ceil(math.log(2.0**63) * INV_LOG_GAMMA)
 
 
 def bucket_key(value: float) -> int:
     """The bucket holding `value`: (gamma**(k-1), gamma**k]; values below 1 share ZERO_KEY."""
     if value < 1:
         return ZERO_KEY
-    return min(math.ceil(math.log(value) * _INV_LOG_GAMMA), MAX_KEY)
+    return min(math.ceil(math.log(value) * INV_LOG_GAMMA), MAX_KEY)
 
 
 def bucket_value(key: int) -> float:
@@ -41,7 +41,7 @@ class QuantileSketch:
     def add(self, value: float, weight: int = 1) -> None:
         if value < 0:
             raise ValueError(f"negative value {value} in a duration sketch")
-        key = ZERO_KEY if value < 1 else min(math.ceil(math.log(value) * _INV_LOG_GAMMA), MAX_KEY)
+        key = ZERO_KEY if value < 1 else min(math.ceil(math.log(value) * INV_LOG_GAMMA), MAX_KEY)
         self.buckets[key] = self.buckets.get(key, 0) + weight
         self.count += weight
 

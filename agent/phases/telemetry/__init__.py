@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from agent.errors import SelfHealError
@@ -24,7 +27,7 @@ __all__ = ["HANDLERS", "SEQUENCE_ID", "TelemetryOutcome", "TelemetryRequest", "i
 def ingest(conductor: Conductor, request: TelemetryRequest) -> TelemetryOutcome:
     """Play telemetry.parse once per batch until every source is read; one pipeline run."""
     baton = TelemetryBaton(request=request, state=IngestState.for_request(request))
-    with conductor.grouped():
+    with conductor.grouped(), gc_paused():
         while baton.outcome is None:
             try:
                 baton = conductor.play(SEQUENCE_ID, baton)
@@ -32,6 +35,23 @@ def ingest(conductor: Conductor, request: TelemetryRequest) -> TelemetryOutcome:
                 _mark_failed(conductor, baton)
                 raise
     return baton.outcome
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a batch of spans is alive.
+
+    Everything an ingest allocates is acyclic (decoded JSON, slotted events), so reference
+    counting frees it all; but each batch keeps ~10^5 container objects alive, and the
+    collector's repeated traversals of them cost about a third of the ingest time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _mark_failed(conductor: Conductor, baton: TelemetryBaton) -> None:

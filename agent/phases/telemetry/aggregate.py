@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import heapq
-import itertools
+import sys
+from collections import Counter
 from collections.abc import Iterable
+from math import ceil, log
+from operator import attrgetter
+from typing import TypeVar
 
-from agent.phases.telemetry.normalise import Normalised, OpKey
-from agent.records import (
-    CallEdge,
-    CodeLocation,
-    SignatureCount,
-    SpanStatus,
-    TelemetryEvent,
-    TelemetryMetrics,
-)
-from agent.sketch import QuantileSketch
+from agent.phases.telemetry.raw import NO_LOCATION, OpKey, RawEvent
+from agent.records import CallEdge, SignatureCount, SpanStatus, TelemetryEvent, TelemetryMetrics
+from agent.sketch import INV_LOG_GAMMA, MAX_KEY, ZERO_KEY, QuantileSketch
 
 OTHER = "(other)"  # where events go once the operation (or edge, signature) limit is reached
+OTHER_KEY: OpKey = (OTHER, OTHER, "")
 MAX_EDGES = 256
 MAX_SIGNATURES = 64
-_NO_LOCATION = CodeLocation()
+LOCATION_TRIES = 8  # events of an operation looked at for its code location
+K = TypeVar("K")
+_duration = attrgetter("duration_ns")
 
 
 def node(service: str, operation: str) -> str:
@@ -39,6 +39,7 @@ class OpAggregate:
         "first_ns",
         "last_ns",
         "location",
+        "location_tries",
         "max_ns",
         "min_ns",
         "signatures",
@@ -51,21 +52,64 @@ class OpAggregate:
         self.count = 0
         self.errors = 0
         self.total_ns = 0
-        self.min_ns = 0
+        self.min_ns = sys.maxsize
         self.max_ns = 0
-        self.first_ns = 0
+        self.first_ns = sys.maxsize
         self.last_ns = 0
         self.sketch = QuantileSketch()
-        self.edges: dict[str, int] = {}
+        self.edges: dict[OpKey, int] = {}  # child operation -> calls from this one
         self.signatures: dict[str, int] = {}
-        self.location = _NO_LOCATION
-        self.slowest: list[tuple[int, int, TelemetryEvent]] = []  # min-heap of the slowest
-        self.failures: list[TelemetryEvent] = []
+        self.location = NO_LOCATION
+        self.location_tries = LOCATION_TRIES
+        self.slowest: list[RawEvent] = []
+        self.failures: list[RawEvent] = []
+
+    def add_group(self, events: list[RawEvent], exemplars: int) -> None:
+        """Fold events of this operation in; the per-event work is in list comprehensions."""
+        durations = [e.duration_ns for e in events]
+        starts = [e.start_ns for e in events]
+        self.count += len(events)
+        self.total_ns += sum(durations)
+        low, high = min(durations), max(durations)
+        first, last = min(starts), max(s + d for s, d in zip(starts, durations, strict=True))
+        self.min_ns = min(self.min_ns, low)
+        self.max_ns = max(self.max_ns, high)
+        self.first_ns = min(self.first_ns, first)
+        self.last_ns = max(self.last_ns, last)
+        keys = [
+            min(ceil(log(d) * INV_LOG_GAMMA), MAX_KEY) if d >= 1 else ZERO_KEY for d in durations
+        ]
+        buckets = Counter(self.sketch.buckets)
+        buckets.update(keys)
+        self.sketch.buckets = dict(buckets)
+        self.sketch.count += len(keys)
+        failed = [e for e in events if e.status is SpanStatus.ERROR]
+        self.errors += len(failed)
+        self.failures.extend(failed[: max(0, exemplars - len(self.failures))])
+        for e in events:
+            if e.signature:
+                _bump(self.signatures, e.signature, MAX_SIGNATURES, OTHER)
+        if exemplars:
+            self.slowest = heapq.nlargest(exemplars, [*self.slowest, *events], key=_duration)
+        self._locate(events)
+
+    def _locate(self, events: list[RawEvent]) -> None:
+        # Reading a location converts the span's attributes: only the first few events try.
+        for e in events[: self.location_tries]:
+            self.location_tries -= 1
+            if e.location.function:
+                self.location = e.location
+                self.location_tries = 0
+                return
 
     def metrics(self, key: OpKey) -> TelemetryMetrics:
         service, operation, version = key
         sketch = self.sketch
-        edges = sorted(self.edges.items(), key=lambda kv: (-kv[1], kv[0]))
+        by_child: dict[str, int] = {}
+        for (child_service, child_op, _), calls in self.edges.items():
+            name = node(child_service, child_op)  # versions of a child are one node
+            by_child[name] = by_child.get(name, 0) + calls
+        edges = sorted(by_child.items(), key=lambda kv: (-kv[1], kv[0]))
         sigs = sorted(self.signatures.items(), key=lambda kv: (-kv[1], kv[0]))
         parent = node(service, operation)
         return TelemetryMetrics(
@@ -97,56 +141,38 @@ class Aggregator:
         self.exemplars = exemplars
         self.ops: dict[OpKey, OpAggregate] = {}
         self.overflow = 0  # events folded into OTHER because of the operation limit
-        self._serial = itertools.count()
 
-    def add_all(self, items: Iterable[Normalised]) -> None:
-        for event, parent in items:
-            self.add(event, parent)
+    def add_all(self, items: Iterable[RawEvent]) -> None:
+        """Fold a batch in: grouped by operation first, so each group is folded in bulk."""
+        groups: dict[OpKey, list[RawEvent]] = {}
+        calls: Counter[tuple[OpKey, OpKey]] = Counter()
+        for item in items:
+            group = groups.get(item.key)
+            if group is None:
+                groups[item.key] = [item]
+            else:
+                group.append(item)
+        for key, events in groups.items():
+            self._aggregate(key, len(events)).add_group(events, self.exemplars)
+            calls.update((e.parent_key, key) for e in events if e.parent_key is not None)
+        for (parent, child), count in calls.items():
+            edges = self._aggregate(parent, 0).edges
+            if child in edges:
+                edges[child] += count
+            else:
+                _bump(edges, child, MAX_EDGES, OTHER_KEY, count)
 
-    def add(self, event: TelemetryEvent, parent: OpKey | None) -> None:
-        agg = self._aggregate((event.service, event.operation, event.version))
-        duration = event.duration_ns
-        start = event.start_ns
-        if agg.count == 0:
-            agg.min_ns = agg.max_ns = duration
-            agg.first_ns, agg.last_ns = start, start + duration
-        else:
-            agg.min_ns = min(agg.min_ns, duration)
-            agg.max_ns = max(agg.max_ns, duration)
-            agg.first_ns = min(agg.first_ns, start)
-            agg.last_ns = max(agg.last_ns, start + duration)
-        agg.count += 1
-        agg.total_ns += duration
-        agg.sketch.add(duration)
-        if agg.location is _NO_LOCATION and event.location.function:
-            agg.location = event.location
-        if event.status is SpanStatus.ERROR:
-            agg.errors += 1
-            if len(agg.failures) < self.exemplars:
-                agg.failures.append(event)
-        if event.exception_signature:
-            _bump(agg.signatures, event.exception_signature, MAX_SIGNATURES)
-        if parent is not None:
-            _bump(self._aggregate(parent).edges, node(event.service, event.operation), MAX_EDGES)
-        self._keep_if_slow(agg, event)
+    def add(self, event: RawEvent) -> None:
+        self.add_all([event])
 
-    def _keep_if_slow(self, agg: OpAggregate, event: TelemetryEvent) -> None:
-        if self.exemplars <= 0:
-            return
-        entry = (event.duration_ns, next(self._serial), event)
-        if len(agg.slowest) < self.exemplars:
-            heapq.heappush(agg.slowest, entry)
-        elif entry[0] > agg.slowest[0][0]:
-            heapq.heapreplace(agg.slowest, entry)
-
-    def _aggregate(self, key: OpKey) -> OpAggregate:
+    def _aggregate(self, key: OpKey, events: int) -> OpAggregate:
         agg = self.ops.get(key)
         if agg is None:
             if len(self.ops) >= self.max_operations:
-                self.overflow += 1
+                self.overflow += events
                 key = (key[0], OTHER, key[2])
                 if key not in self.ops and len(self.ops) >= 2 * self.max_operations:
-                    key = (OTHER, OTHER, "")
+                    key = OTHER_KEY
                 agg = self.ops.get(key)
             if agg is None:
                 agg = self.ops[key] = OpAggregate()
@@ -158,15 +184,15 @@ class Aggregator:
 
     def exemplar_events(self) -> list[TelemetryEvent]:
         """The slowest and the failing events of each operation, each once."""
-        chosen: dict[int, TelemetryEvent] = {}
+        chosen: dict[int, RawEvent] = {}
         for key in sorted(self.ops):
             agg = self.ops[key]
-            for event in [*(e for _, _, e in sorted(agg.slowest)), *agg.failures]:
+            for event in [*agg.slowest, *agg.failures]:
                 chosen.setdefault(id(event), event)
-        return list(chosen.values())
+        return [event.to_event() for event in chosen.values()]
 
 
-def _bump(counts: dict[str, int], key: str, limit: int) -> None:
+def _bump(counts: dict[K, int], key: K, limit: int, other: K, by: int = 1) -> None:
     if key not in counts and len(counts) >= limit:
-        key = OTHER
-    counts[key] = counts.get(key, 0) + 1
+        key = other
+    counts[key] = counts.get(key, 0) + by

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.phases.telemetry.aggregate import Aggregator
-from agent.phases.telemetry.normalise import LinkIndex, LinkState, Normalised
-from agent.phases.telemetry.raw import Extracted
+from agent.phases.telemetry.normalise import LinkIndex, LinkState
+from agent.phases.telemetry.raw import RawEvent
 from agent.phases.telemetry.sources import Cursor, ReadStats, SourceFile
 from agent.records import TelemetryEvent, TelemetryMetrics
 
@@ -99,8 +99,8 @@ class TelemetryBaton:
     previous: Cursor = START  # where the last batch started
     memory_read: bool = False  # request.events went into the first batch
     exhausted: bool = False  # nothing left to read after this batch
-    extracted: tuple[Extracted, ...] = ()
-    normalised: tuple[Normalised, ...] = ()
+    extracted: tuple[RawEvent, ...] = ()
+    normalised: tuple[RawEvent, ...] = ()
     metrics: tuple[TelemetryMetrics, ...] = ()
     run_id: int = 0
     outcome: TelemetryOutcome | None = None

@@ -18,7 +18,7 @@ from agent.phases.telemetry.baton import (
     TelemetryRequest,
 )
 from agent.phases.telemetry.normalise import normalise
-from agent.phases.telemetry.raw import Extracted
+from agent.phases.telemetry.raw import RawEvent
 from agent.phases.telemetry.sources import check_unchanged, discover, read_batch
 from agent.records import TelemetryEvent
 
@@ -71,9 +71,9 @@ def load_log_files(baton: TelemetryBaton, ctx: BeatContext) -> TelemetryBaton:
 @HANDLERS.beat("extractTelemetryEvents", "stage-crew")
 def extract_telemetry_events(baton: TelemetryBaton, ctx: BeatContext) -> TelemetryBaton:
     """Stream-parse up to one batch of events; malformed lines are counted, never raised."""
-    out: list[Extracted] = []
+    out: list[RawEvent] = []
     if not baton.memory_read:
-        out.extend(baton.request.events)
+        out.extend(RawEvent.from_record(event) for event in baton.request.events)
     state = baton.state
     cursor = read_batch(baton.sources, baton.cursor, baton.request.batch_events, state.stats, out)
     state.events += len(out)
@@ -114,7 +114,7 @@ def store_telemetry_database(baton: TelemetryBaton, ctx: BeatContext) -> Telemet
     )
     state = baton.state
     if baton.request.keep_raw:
-        state.stored += store.insert_events(run_id, (event for event, _ in baton.normalised))
+        state.stored += store.insert_events(run_id, (raw.to_event() for raw in baton.normalised))
     if baton.exhausted:
         if not baton.request.keep_raw:
             state.stored += store.insert_events(run_id, state.aggregator.exemplar_events())

@@ -2,18 +2,18 @@
 
 A hand-written walk over `json.loads` output rather than protobuf's json_format: it is the
 per-span hot path of every ingest, and the generic protobuf route is several times slower.
+Span attributes stay an OTLP KeyValue list until something asks for them (see RawEvent).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
-from collections.abc import Callable
 from typing import Any
 
-from agent.phases.telemetry.raw import Extracted, RawEvent
-from agent.records import AttrValue, EventSource, SpanStatus
+from agent.phases.telemetry.anyvalue import attributes
+from agent.phases.telemetry.raw import RawEvent
+from agent.records import EventSource, SpanStatus
 
 _STATUS: dict[object, SpanStatus] = {
     0: SpanStatus.UNSET,
@@ -23,16 +23,17 @@ _STATUS: dict[object, SpanStatus] = {
     "STATUS_CODE_OK": SpanStatus.OK,
     "STATUS_CODE_ERROR": SpanStatus.ERROR,
 }
-_HEX = frozenset("0123456789abcdef")
 UNKNOWN_SERVICE = "unknown_service"
+_SPAN_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
 
-def parse_request(obj: dict[str, Any], out: list[Extracted]) -> int:
+def parse_request(obj: dict[str, Any], out: list[RawEvent]) -> int:
     """Append the spans of one request to `out`; returns how many spans were malformed."""
     bad = 0
     resource_spans = obj.get("resourceSpans")
     if not isinstance(resource_spans, list):
         raise ValueError("resourceSpans is not a list")
+    append = out.append
     for rs in resource_spans:
         resource = rs.get("resource") or {}
         res_attrs = attributes(resource.get("attributes"))
@@ -42,43 +43,62 @@ def parse_request(obj: dict[str, Any], out: list[Extracted]) -> int:
         for scope in scopes:
             for span in scope.get("spans") or ():
                 try:
-                    out.append(span_event(span, service, version))
-                except (KeyError, TypeError, ValueError, AttributeError):
+                    append(span_event(span, service, version))
+                except _SPAN_ERRORS:
                     bad += 1  # one bad span does not spoil the rest of the request
     return bad
 
 
 def span_event(span: dict[str, Any], service: str, version: str) -> RawEvent:
+    get = span.get
     name = span["name"]
-    if not isinstance(name, str):
+    if type(name) is not str:
         raise TypeError("span name is not a string")
     start = int(span["startTimeUnixNano"])
-    end = int(span.get("endTimeUnixNano") or start)
-    status = span.get("status")
+    end = int(get("endTimeUnixNano") or start)
+    status = get("status")
     code = _STATUS.get(status.get("code", 0), SpanStatus.UNSET) if status else SpanStatus.UNSET
-    exc_type = exc_message = exc_stack = ""
-    for event in span.get("events") or ():
-        if event.get("name") == "exception":
-            ev = attributes(event.get("attributes"))
-            exc_type = str(ev.get("exception.type", ""))
-            exc_message = str(ev.get("exception.message", ""))
-            exc_stack = str(ev.get("exception.stacktrace", ""))
-    return RawEvent(
+    # Ids of the expected width are taken as they are (the hot path); others go to hex_id.
+    trace_id = get("traceId") or ""
+    if type(trace_id) is not str or len(trace_id) != 32:
+        trace_id = hex_id(trace_id, 32)
+    span_id = get("spanId") or ""
+    if type(span_id) is not str or len(span_id) != 16:
+        span_id = hex_id(span_id, 16)
+    parent_id = get("parentSpanId") or ""
+    if type(parent_id) is not str or len(parent_id) != 16:
+        parent_id = hex_id(parent_id, 16)
+    key_values = get("attributes")
+    if key_values is not None and type(key_values) is not list:
+        raise TypeError("span attributes are not a list")
+    event = RawEvent(
         EventSource.SPAN,
         service,
         version,
         name,
         start,
-        max(0, end - start),
+        end - start if end > start else 0,
         code,
-        hex_id(span.get("traceId"), 32),
-        hex_id(span.get("spanId"), 16),
-        hex_id(span.get("parentSpanId"), 16),
-        attributes(span.get("attributes")),
-        exc_type,
-        exc_message,
-        exc_stack,
+        trace_id,
+        span_id,
+        parent_id,
+        None,
+        key_values,
     )
+    events = get("events")
+    if events:
+        _exception(event, events)
+    return event
+
+
+def _exception(event: RawEvent, events: list[dict[str, Any]]) -> None:
+    """The last `exception` span event (OTel records one per raised exception)."""
+    for item in events:
+        if item.get("name") == "exception":
+            ev = attributes(item.get("attributes"))
+            event.exc_type = str(ev.get("exception.type", ""))
+            event.exc_message = str(ev.get("exception.message", ""))
+            event.exc_stack = str(ev.get("exception.stacktrace", ""))
 
 
 def hex_id(value: object, width: int) -> str:
@@ -88,9 +108,7 @@ def hex_id(value: object, width: int) -> str:
     if not isinstance(value, str):
         raise TypeError("id is not a string")
     if len(value) == width:
-        text = value.lower()
-        if _HEX.issuperset(text):
-            return text
+        return value.lower()
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -98,48 +116,3 @@ def hex_id(value: object, width: int) -> str:
     if len(raw) * 2 != width:
         raise ValueError(f"id {value!r} has {len(raw)} bytes")
     return raw.hex()
-
-
-def attributes(key_values: object) -> dict[str, AttrValue]:
-    """OTLP KeyValue list → plain dict; arrays join with commas, key-value lists become JSON."""
-    out: dict[str, AttrValue] = {}
-    if not key_values:
-        return out
-    for kv in key_values:  # type: ignore[attr-defined]
-        value = kv.get("value")
-        if value:
-            out[kv["key"]] = any_value(value)
-    return out
-
-
-def any_value(value: dict[str, Any]) -> AttrValue:
-    for kind, inner in value.items():
-        convert = _CONVERT.get(kind)
-        if convert is not None:
-            return convert(inner)
-    return ""
-
-
-def _array(inner: dict[str, Any]) -> AttrValue:
-    return ",".join(str(any_value(v)) for v in inner.get("values") or ())
-
-
-def _kvlist(inner: dict[str, Any]) -> AttrValue:
-    return json.dumps(attributes(inner.get("values")), sort_keys=True)
-
-
-def _bool(inner: object) -> AttrValue:
-    if isinstance(inner, str):
-        return inner.lower() == "true"
-    return bool(inner)
-
-
-_CONVERT: dict[str, Callable[[Any], AttrValue]] = {
-    "stringValue": str,
-    "intValue": int,  # a string in OTLP/JSON (int64), a number from some writers
-    "doubleValue": float,
-    "boolValue": _bool,
-    "arrayValue": _array,
-    "kvlistValue": _kvlist,
-    "bytesValue": str,  # already base64 text
-}

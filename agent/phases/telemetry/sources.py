@@ -12,7 +12,7 @@ from agent import spool
 from agent.errors import TelemetryError
 from agent.phases.telemetry.logs import log_event, looks_like_log
 from agent.phases.telemetry.otlp_json import parse_request
-from agent.phases.telemetry.raw import Extracted
+from agent.phases.telemetry.raw import RawEvent
 
 # Files a directory scan picks up; a file named explicitly is read whatever its name.
 SUFFIXES = frozenset({".json", ".jsonl", ".ndjson", ".log", ".otlp"})
@@ -132,7 +132,7 @@ def read_batch(
     cursor: Cursor,
     limit: int,
     stats: ReadStats,
-    out: list[Extracted],
+    out: list[RawEvent],
 ) -> Cursor:
     """Parse whole lines from `cursor` until `limit` events are read; returns the next cursor."""
     index, offset = cursor.index, cursor.offset
@@ -149,7 +149,7 @@ def _read_file(
     offset: int,
     limit: int,
     counts: SourceCounts,
-    out: list[Extracted],
+    out: list[RawEvent],
 ) -> tuple[int, bool]:
     service = Path(source.path).stem  # for log lines that do not name their service
     with open(source.path, "rb") as handle:
@@ -177,7 +177,7 @@ def _skip_rest(handle: Any, offset: int) -> int:
             return offset
 
 
-def parse_line(line: bytes, service: str, counts: SourceCounts, out: list[Extracted]) -> None:
+def parse_line(line: bytes, service: str, counts: SourceCounts, out: list[RawEvent]) -> None:
     """One line of any supported format; what cannot be read is counted, never raised."""
     if not line.strip():
         return
@@ -196,16 +196,14 @@ def parse_line(line: bytes, service: str, counts: SourceCounts, out: list[Extrac
         counts.malformed += 1
 
 
-def _dispatch(
-    obj: dict[str, Any], service: str, counts: SourceCounts, out: list[Extracted]
-) -> None:
+def _dispatch(obj: dict[str, Any], service: str, counts: SourceCounts, out: list[RawEvent]) -> None:
     if "resourceSpans" in obj:
         counts.malformed += parse_request(obj, out)
     elif obj.get("type") == "TelemetryEvent":
         event, bad = spool.decode_event(obj)
         counts.malformed += bad
         if event is not None:
-            out.append(event)
+            out.append(RawEvent.from_record(event))
     elif spool.is_header(obj):
         return
     elif "resourceLogs" in obj or "resourceMetrics" in obj or "resourceProfiles" in obj:
