@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import json
@@ -390,3 +391,26 @@ def hostile(tmp_path: Path) -> Iterator[tuple[Receiver, _StoreSink, http.client.
     # Nothing accepted is lost: every span answered 200 is in the store.
     assert sink.count() == r.stats.accepted_spans
     sink.store.close()
+
+
+def _chunked(port: int, body: bytes, chunk: int) -> int:
+    sock = _raw(port)
+    head = (
+        b"POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-protobuf"
+        b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    parts = [body[i : i + chunk] for i in range(0, len(body), chunk)]
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        sock.sendall(head + framed)  # may be refused before the whole body is sent
+    status = _status_of(sock)
+    sock.close()
+    return status
+
+
+def test_chunked_bodies_are_read_and_capped(receiver: Receiver, sink: _StoreSink) -> None:
+    body = otlp.encode_protobuf([_event(i) for i in range(20)])
+    assert _chunked(receiver.port, body, 100) == 200
+    assert wait_until_stored(receiver, 20)
+    assert sink.count() == 20
+    assert _chunked(receiver.port, b"x" * (300 * 1024), 64 * 1024) == 413

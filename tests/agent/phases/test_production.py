@@ -9,6 +9,7 @@ import pytest
 
 from agent.conductor import Conductor
 from agent.config import Config, load_config
+from agent.coverage_map import save
 from agent.phases.anomaly import DetectRequest, detect
 from agent.phases.anomaly.model import AnomalyBaton
 from agent.phases.anomaly.production import (
@@ -23,7 +24,8 @@ from agent.phases.anomaly.production import (
 from agent.phases.anomaly.production_data import body_lines, frame_location
 from agent.phases.telemetry import TelemetryRequest, ingest
 from agent.receiver import Receiver, ReceiverSettings, phase_sink, wait_until_stored
-from agent.records import Anomaly, AnomalyKind, CodeLocation
+from agent.records import Anomaly, AnomalyKind, CodeLocation, EventSource, TelemetryEvent
+from agent.store import Store
 from tests.agent.test_exporter import APP, run_app
 
 CONFIG = Config()
@@ -210,3 +212,53 @@ def test_instrumented_app_regressions_found_through_both_paths(tmp_path: Path) -
     assert slow.location.file == "shop.py"
     assert float(slow.evidence["ratio"]) > 3
     assert float(slow.evidence["p_adjusted"]) < 0.001
+
+
+def _span(i: int, op: str, dur_ms: float, file: str, func: str) -> TelemetryEvent:
+    return TelemetryEvent(
+        source=EventSource.SPAN,
+        service="api",
+        version="7",
+        operation=op,
+        start_ns=1_700_000_000_000_000_000 + i * 1000,
+        duration_ns=int(dur_ms * MS) + i,
+        trace_id=f"{i + 1:032x}",
+        span_id=f"{i + 1:016x}",
+        location=CodeLocation(file, func, 0),
+    )
+
+
+def test_window_mode_with_a_coverage_map(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    (root / "api").mkdir(parents=True)
+    (root / "api" / "views.py").write_text(
+        "def report():\n    return 1\n\n\ndef export():\n    return 2\n", encoding="utf-8"
+    )
+    store_path = tmp_path / "s.db"
+    with Store.open(store_path) as store:
+        before = store.begin_run("agent-window")
+        store.insert_events(
+            before, [_span(i, "GET /report", 10, "api/views.py", "report") for i in range(30)]
+        )
+        now = store.begin_run("agent-window")
+        store.insert_events(
+            now,
+            [_span(i, "GET /report", 40, "api/views.py", "report") for i in range(30)]
+            + [_span(i, "GET /export", 1, "api/views.py", "export") for i in range(30)],
+        )
+        save(
+            store,
+            {"tests/test_views.py::test_report": {"api/views.py": [2]}},
+            {"api/views.py": [1, 2, 5, 6]},
+            commit="c0",
+            dirty=False,
+        )
+    found = {(a.subtype, a.subject): a for a in _detect(root, store_path, now)}
+    slow = found[("slowdown", "api/GET /report")]
+    assert slow.evidence["mode"] == "window"
+    assert slow.location == CodeLocation("api/views.py", "report", 1)
+    assert slow.tests == ("tests/test_views.py::test_report",)
+    gap = found[("untested_hot_code", "api/views.py:export")]
+    assert gap.kind is AnomalyKind.COVERAGE
+    assert gap.tests == ()
+    assert len(found) == 2
