@@ -38,6 +38,7 @@ class PipelineResult:
     notes: tuple[str, ...] = ()
     timings_ms: Mapping[str, float] = field(default_factory=dict)
     heal: Any = None  # agent.heal.HealOutcome when healing ran
+    learning: Any = None  # agent.phases.learning.TrackBaton: fixes judged on this run
 
 
 def run_after_tests(
@@ -83,6 +84,7 @@ def run_after_tests(
             ),
         )
         timings["anomaly"] = _lap(started) - timings["telemetry"]
+        learned = _learn(conductor, progress)
         healed = None
         # A running agent of this project (or the agent that started this run) heals instead.
         handed = _hand_off(config, baton.anomalies) if config.budget_s > 0 else None
@@ -100,7 +102,21 @@ def run_after_tests(
         notes=baton.notes + ((handed.line(),) if handed is not None else ()),
         timings_ms=timings,
         heal=healed,
+        learning=learned,
     )
+
+
+def _learn(conductor: Any, progress: Callable[[str], None] | None) -> Any:
+    """Phase 7 on every run: judge fixes that landed since, on this run's results."""
+    from agent.errors import SelfHealError
+    from agent.phases.learning import track
+
+    try:
+        return track(conductor)
+    except SelfHealError as exc:  # learning never costs the run its results
+        if progress is not None:
+            progress(f"selfheal: learning skipped: {exc}")
+        return None
 
 
 def _hand_off(config: Config, anomalies: tuple[Anomaly, ...]) -> Any:

@@ -9,6 +9,7 @@ import pytest
 
 REPORT_FORMATS = ("json", "md")
 COVERAGE_MODES = ("auto", "always", "never")
+DEPLOY_MODES = ("off", "propose", "pr", "merge")  # as agent.config.DEPLOY_MODES
 # Anomaly kinds as agent.records.AnomalyKind spells them; kept here so the entry module does
 # not import the engine.
 KINDS = ("performance", "behavioral", "coverage", "error", "state", "dependency")
@@ -21,6 +22,7 @@ class Options:
     coverage: str | None = None  # None: the [tool.selfheal] setting
     budget_s: float | None = None
     store: Path | None = None
+    deploy: str | None = None  # None: the [tool.selfheal] setting
 
 
 def add_options(parser: pytest.Parser) -> pytest.OptionGroup:
@@ -70,12 +72,20 @@ def add_options(parser: pytest.Parser) -> pytest.OptionGroup:
         metavar="PATH",
         help="the selfheal store file (default .selfheal/selfheal.db).",
     )
+    group.addoption(
+        "--selfheal-deploy",
+        dest="selfheal_deploy",
+        default=None,
+        choices=DEPLOY_MODES,
+        help="deliver validated patches: off, propose (branch, default), pr or merge.",
+    )
     parser.addini("selfheal", type="bool", default=False, help="enable pytest-selfheal.")
     parser.addini("selfheal_report", type="args", default=[], help="default --selfheal-report.")
     parser.addini("selfheal_fail_on", default="", help="default --selfheal-fail-on.")
     parser.addini("selfheal_coverage", default="", help="default --selfheal-coverage.")
     parser.addini("selfheal_budget", default="", help="default --selfheal-budget.")
     parser.addini("selfheal_store", default="", help="default --selfheal-store.")
+    parser.addini("selfheal_deploy", default="", help="default --selfheal-deploy.")
     return group
 
 
@@ -92,13 +102,25 @@ def read(config: pytest.Config) -> Options:
     coverage = config.getoption("selfheal_coverage") or config.getini("selfheal_coverage")
     budget = config.getoption("selfheal_budget") or config.getini("selfheal_budget")
     store = config.getoption("selfheal_store") or config.getini("selfheal_store")
+    deploy = config.getoption("selfheal_deploy") or config.getini("selfheal_deploy")
     return Options(
         reports=tuple(parse_report(spec, root) for spec in reports),
         fail_on=parse_fail_on(fail_on),
         coverage=parse_coverage(coverage),
         budget_s=parse_budget(budget),
         store=(Path(store) if Path(store).is_absolute() else root / store) if store else None,
+        deploy=parse_deploy(deploy),
     )
+
+
+def parse_deploy(value: str) -> str | None:
+    if not value:
+        return None
+    if value not in DEPLOY_MODES:
+        raise pytest.UsageError(
+            f"--selfheal-deploy={value!r}: expected one of {', '.join(DEPLOY_MODES)}"
+        )
+    return value
 
 
 def parse_report(spec: str, root: Path) -> tuple[str, Path]:

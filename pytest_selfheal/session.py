@@ -49,6 +49,8 @@ class Controller:
             overrides["coverage"] = options.coverage
         if options.budget_s is not None:
             overrides["budget_s"] = options.budget_s
+        if options.deploy is not None:
+            overrides["deploy"] = options.deploy
         try:
             self.settings = load_config(config.rootpath, overrides)
         except ConfigError as exc:

@@ -307,6 +307,8 @@ def store_effectiveness(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
 @HANDLERS.beat("trackCompleted", "pure")
 def track_completed(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
     """Report the learning record in a few lines."""
+    if not baton.records:
+        return baton  # nothing landed yet: a green run stays quiet
     done = sum(r.outcome != assess.PENDING for r in baton.records)
     ctx.progress(f"selfheal: learning: {len(baton.records)} applied fixes tracked, {done} judged")
     for line in baton.insights:
