@@ -21,9 +21,10 @@ def _functions(text: str) -> dict[str, ast.FunctionDef]:
 
 def _constants(func: ast.FunctionDef) -> list[object]:
     body = func.body[1:] if ast.get_docstring(func) else func.body
+    defaults = [d for d in (*func.args.defaults, *func.args.kw_defaults) if d is not None]
     return [
         n.value
-        for s in body
+        for s in (*defaults, *body)
         for n in ast.walk(s)
         if isinstance(n, ast.Constant)
         and isinstance(n.value, int | float)
@@ -64,7 +65,7 @@ def refresh_docstrings(before: str, after: str) -> str:
         swaps = stale_replacements(old, new)
         fresh = doc
         for word, repl in swaps.items():
-            fresh = re.sub(rf"(?<![\w.]){re.escape(word)}(?![\w.])", repl, fresh)
+            fresh = re.sub(rf"(?<![\w.]){re.escape(word)}(?!\w|\.\d)", repl, fresh)
         if fresh != doc:
             node = new.body[0]
             lines = result.splitlines(keepends=True)

@@ -36,8 +36,9 @@ def make_diffs(worktree: Path, candidates: Iterable[Candidate]) -> list[tuple[Ca
     for cand in candidates:
         write_edits(worktree, cand.edits)
         diff = git.diff_worktree(worktree)
+        # Drop the intent-to-add entries first, so that clean removes new files.
+        git.run_git(worktree, "reset", "-q")
         git.reset_scratch_worktree(worktree)
-        git.run_git(worktree, "reset", "-q")  # drop the intent-to-add entries
         if diff.strip():
             result.append((cand, diff))
     return result

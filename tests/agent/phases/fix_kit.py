@@ -22,8 +22,17 @@ def work(
     llm_reply: str = "",
     observations: Mapping[str, str] | None = None,
 ) -> FixWork:
-    anomaly = Anomaly("a1", kind, "new_failure", Severity.HIGH, 1.0, "tests/test_m.py::test_x",
-                      "it broke", time.time_ns(), tests=("tests/test_m.py::test_x",))
+    anomaly = Anomaly(
+        "a1",
+        kind,
+        "new_failure",
+        Severity.HIGH,
+        1.0,
+        "tests/test_m.py::test_x",
+        "it broke",
+        time.time_ns(),
+        tests=("tests/test_m.py::test_x",),
+    )
     diagnosis = Diagnosis("d1", "a1", time.time_ns(), culprit_commit="c0ffee")
     return FixWork(
         anomaly=anomaly,

@@ -10,8 +10,11 @@ from agent.phases.diagnosis.profile import grown_functions, read_profile
 
 def test_grown_functions_names_the_growth_largest_first() -> None:
     base = {("a.py", 1, "fast"): (1, 0.010), ("a.py", 9, "same"): (1, 0.050)}
-    now = {("a.py", 1, "fast"): (100, 0.400), ("a.py", 9, "same"): (1, 0.0505),
-           ("b.py", 3, "new"): (5, 0.100)}
+    now = {
+        ("a.py", 1, "fast"): (100, 0.400),
+        ("a.py", 9, "same"): (1, 0.0505),
+        ("b.py", 3, "new"): (5, 0.100),
+    }
     rows = grown_functions(base, now)
     assert [r.function for r in rows] == ["fast", "new"]
     assert rows[0].base_calls == 1 and rows[0].current_calls == 100

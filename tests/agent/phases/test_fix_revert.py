@@ -33,9 +33,7 @@ def test_partial_revert_undoes_only_the_suspicious_hunk(tmp_path: Path, make_rep
     assert cands and cands[0].edits["m.py"] == bad.replace("return 20", "return 2")
 
 
-def test_full_revert_restores_the_parent_and_deletes_added_files(
-    tmp_path: Path, make_repo
-) -> None:
+def test_full_revert_restores_the_parent_and_deletes_added_files(tmp_path: Path, make_repo) -> None:
     diff, bad = _culprit(tmp_path, make_repo, {"new.py": "X = 1\n"})
     (cand,) = FullRevert().propose(work({"m.py": bad, "new.py": "X = 1\n"}, culprit_diff=diff))
     assert cand.edits == {"m.py": GOOD, "new.py": None}

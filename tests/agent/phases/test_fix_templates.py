@@ -11,8 +11,9 @@ from agent.phases.fix.templates import RepairTemplates
 
 def _candidates(src: str, line: int, exception: str = "") -> list[str]:
     frames = (Frame("m.py", line, "f"),) if exception else ()
-    found = RepairTemplates().propose(work({"m.py": src}, (("m.py", line),),
-                                            exception=exception, frames=frames))
+    found = RepairTemplates().propose(
+        work({"m.py": src}, (("m.py", line),), exception=exception, frames=frames)
+    )
     return [str(c.edits["m.py"]) for c in found]
 
 
@@ -61,8 +62,10 @@ def test_missing_return() -> None:
 
 
 def test_swapped_arguments() -> None:
-    src = "def clamp(v, lo, hi):\n    return max(lo, min(v, hi))\n\n\ndef vol(x):\n" \
-          "    return clamp(x, 100, 0)\n"
+    src = (
+        "def clamp(v, lo, hi):\n    return max(lo, min(v, hi))\n\n\ndef vol(x):\n"
+        "    return clamp(x, 100, 0)\n"
+    )
     assert _fixed_by_some(src, 6, "", "vol", [(150, 100), (50, 50), (-1, 0)])
 
 
@@ -74,12 +77,22 @@ def test_wrong_variable() -> None:
 @pytest.mark.parametrize("exception", ["ZeroDivisionError", "KeyError", "IndexError"])
 def test_the_exceptions_own_template_comes_first(exception: str) -> None:
     src = "def f(d, k, n):\n    return d[k] / n\n"
-    found = list(RepairTemplates().propose(work({"m.py": src}, (("m.py", 2),),
-                                                 exception=exception,
-                                                 frames=(Frame("m.py", 2, "f"),))))
+    found = list(
+        RepairTemplates().propose(
+            work(
+                {"m.py": src}, (("m.py", 2),), exception=exception, frames=(Frame("m.py", 2, "f"),)
+            )
+        )
+    )
     first = found[0].description.split(":")[0]
-    assert first == {"ZeroDivisionError": "zero_division", "KeyError": "dict_get",
-                     "IndexError": "bounds_check"}[exception]
+    assert (
+        first
+        == {
+            "ZeroDivisionError": "zero_division",
+            "KeyError": "dict_get",
+            "IndexError": "bounds_check",
+        }[exception]
+    )
 
 
 def test_unparsable_source_yields_nothing() -> None:
