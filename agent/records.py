@@ -342,24 +342,30 @@ RECORD_TYPES: dict[str, type[Any]] = {
 T = TypeVar("T")
 
 
+ALT_TAG = "record"  # the type tag of records that have a field named `type`
+
+
 def to_json(record: Any) -> dict[str, Any]:
     """Encode a record as a JSON-ready dict tagged with its type name."""
     if type(record) is TelemetryEvent:
         return _event_json(record)
     body = _encode(record)
     assert isinstance(body, dict)
-    return {"type": type(record).__name__, **body}
+    # FixRecommendation has a field called `type`: its tag goes under ALT_TAG instead.
+    tag = ALT_TAG if "type" in body else "type"
+    return {tag: type(record).__name__, **body}
 
 
 def from_json(data: dict[str, Any], expected: type[T] | None = None) -> T:
     """Decode what `to_json` wrote; raise ValueError naming the problem on bad input."""
-    name = data.get("type")
+    tag = ALT_TAG if ALT_TAG in data else "type"
+    name = data.get(tag)
     cls = RECORD_TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise ValueError(f"unknown record type {name!r}")
     if expected is not None and cls is not expected:
         raise ValueError(f"expected a {expected.__name__} record, got {name}")
-    body = {k: v for k, v in data.items() if k != "type"}
+    body = {k: v for k, v in data.items() if k != tag}
     result: T = _decode(cls, body)
     return result
 
