@@ -1,0 +1,384 @@
+"""Conductor: every bundled sequence loads; bad files are one line each; policies; nesting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.conductor import BeatContext, Conductor, load_sequences
+from agent.config import Config
+from agent.errors import BeatError, SequenceError
+from agent.handlers import HandlerSet, Registry, default_registry, plugin_handlers
+from agent.records import EventSource, SpanStatus
+from agent.store import Store
+from sequences import SEQUENCE_DIR
+
+INDEX = json.loads((SEQUENCE_DIR / "index.json").read_text(encoding="utf-8"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Trail:
+    """A small typed baton: the handlers it went through."""
+
+    steps: tuple[str, ...] = ()
+
+    def add(self, step: str) -> Trail:
+        return Trail((*self.steps, step))
+
+
+def make_registry(fail: Callable[[], None] | None = None) -> Registry:
+    beats = HandlerSet("custom")
+
+    @beats.beat("firstStep", "pure")
+    def first(baton: Trail, ctx: BeatContext) -> Trail:
+        return baton.add("first")
+
+    @beats.beat("flakyStep", "pure")
+    def flaky(baton: Trail, ctx: BeatContext) -> Trail:
+        if fail is not None:
+            fail()
+        return baton.add("flaky")
+
+    @beats.beat("lastStep", "stage-crew")
+    def last(baton: Trail, ctx: BeatContext) -> Trail:
+        return baton.add(f"last:{ctx.store.path.name}")
+
+    @beats.beat("nestedStep", "pure")
+    def nested(baton: Trail, ctx: BeatContext) -> Trail:
+        inner: Trail = ctx.play("inner.seq", baton.add("outer"))
+        return inner
+
+    @beats.beat("touchStore", "pure")
+    def touch(baton: Trail, ctx: BeatContext) -> Trail:
+        ctx.store  # noqa: B018 - the access itself must fail for a pure beat
+        return baton
+
+    return Registry(beats)
+
+
+WORDS = {1: "one", 2: "two", 3: "three"}  # event names allow letters and dashes only
+
+
+def beat(number: int, handler: str, kind: str = "pure", **extra: Any) -> dict[str, Any]:
+    return {
+        "beat": number,
+        "event": f"selfheal:custom:run:{handler.lower()}-{WORDS[number]}",
+        "title": f"step {number}",
+        "handler": handler,
+        "kind": kind,
+        "timing": {"maxSeconds": 5},
+        **extra,
+    }
+
+
+def write_sequences(directory: Path, sequences: dict[str, list[dict[str, Any]]]) -> Path:
+    """A sequence directory: index.json plus one file per sequence id."""
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
+    for seq_id, beats in sequences.items():
+        name = f"{seq_id}.json"
+        doc = {
+            "id": seq_id,
+            "name": seq_id,
+            "phase": "custom",
+            "movements": [{"name": "run", "beats": beats}],
+        }
+        (directory / name).write_text(json.dumps(doc), encoding="utf-8")
+        names.append(name)
+    index = {"version": 1, "sequences": names, "pipeline": []}
+    (directory / "index.json").write_text(json.dumps(index), encoding="utf-8")
+    return directory
+
+
+def config_for(tmp_path: Path) -> Config:
+    return Config(root=tmp_path, store=tmp_path / ".selfheal" / "selfheal.db")
+
+
+# Every bundled sequence --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", INDEX["sequences"])
+def test_bundled_sequence_loads_and_maps_every_beat(name: str) -> None:
+    registry = default_registry()
+    raw = json.loads((SEQUENCE_DIR / name).read_text(encoding="utf-8"))
+    loaded = {s.file.name: s for s in load_sequences(registry=registry).values()}
+    seq = loaded[name]
+    raw_beats = [b for m in raw["movements"] for b in m["beats"]]
+    assert [b.number for b in seq.beats] == [b["beat"] for b in raw_beats]
+    for raw_beat, loaded_beat in zip(raw_beats, seq.beats, strict=True):
+        handler = registry.get(raw_beat["handler"])
+        assert handler is not None, f"{name}: {raw_beat['handler']} is not registered"
+        assert handler.kind.value == raw_beat["kind"]
+        assert loaded_beat.handler is handler
+        assert handler.phase == raw["phase"]
+
+
+def test_index_pipeline_names_loaded_sequences() -> None:
+    ids = set(load_sequences())
+    assert INDEX["pipeline"][0] == "telemetry.parse"
+    assert set(INDEX["pipeline"]) <= ids
+
+
+# Bad sequence files: one line each, naming file and beat ---------------------------------
+
+
+def one_problem(directory: Path, registry: Registry) -> str:
+    with pytest.raises(SequenceError) as info:
+        load_sequences(directory, registry)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_invalid_json_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    directory = write_sequences(tmp_path / "seq", {"custom.seq": [beat(1, "firstStep")]})
+    (directory / "custom.seq.json").write_text('{"id": "custom.seq",', encoding="utf-8")
+    line = one_problem(directory, make_registry())
+    assert line.startswith(f"{directory / 'custom.seq.json'}: invalid JSON")
+
+
+@pytest.mark.parametrize(
+    ("beats", "expected"),
+    [
+        ([beat(1, "noSuchHandler")], "beat 1 (noSuchHandler): unknown handler 'noSuchHandler'"),
+        (
+            [beat(1, "firstStep"), beat(2, "lastStep", "stage-crew"), beat(2, "flakyStep")],
+            "beat 2 (flakyStep): duplicate beat number",
+        ),
+        ([beat(1, "lastStep", "pure")], "beat 1 (lastStep): kind 'pure' but the handler is"),
+        (
+            [beat(2, "firstStep"), beat(1, "flakyStep")],
+            "beat 1 (flakyStep): beat numbers must increase",
+        ),
+        ([{**beat(1, "firstStep"), "timing": "fast"}], "beat 1: 'fast' is not of type 'object'"),
+    ],
+    ids=["unknown-handler", "duplicate-beat", "wrong-kind", "out-of-order", "schema"],
+)
+def test_bad_beat_is_one_line_naming_file_and_beat(
+    tmp_path: Path, beats: list[dict[str, Any]], expected: str
+) -> None:
+    directory = write_sequences(tmp_path / "seq", {"custom.seq": beats})
+    line = one_problem(directory, make_registry())
+    assert line.startswith(f"{directory / 'custom.seq.json'}: ")
+    assert expected in line
+
+
+def test_every_problem_is_reported_before_anything_runs(tmp_path: Path) -> None:
+    directory = write_sequences(
+        tmp_path / "seq",
+        {"custom.one": [beat(1, "nope")], "custom.two": [beat(1, "lastStep", "pure")]},
+    )
+    with pytest.raises(SequenceError) as info:
+        Conductor(config_for(tmp_path), registry=make_registry(), sequences_dir=directory)
+    assert len(str(info.value).splitlines()) == 2
+
+
+# Playing -----------------------------------------------------------------------------------
+
+
+def play(tmp_path: Path, beats: list[dict[str, Any]], fail: Callable[[], None] | None) -> Any:
+    directory = write_sequences(tmp_path / "seq", {"custom.seq": beats})
+    registry = make_registry(fail)
+    with Conductor(config_for(tmp_path), registry=registry, sequences_dir=directory) as cond:
+        return cond.play("custom.seq", Trail())
+
+
+def failing(times: int) -> tuple[Callable[[], None], list[int]]:
+    calls: list[int] = []
+
+    def fail() -> None:
+        calls.append(1)
+        if len(calls) <= times:
+            raise ValueError(f"boom {len(calls)}")
+
+    return fail, calls
+
+
+def test_beats_run_in_order_on_one_baton(tmp_path: Path) -> None:
+    beats = [beat(1, "firstStep"), beat(2, "flakyStep"), beat(3, "lastStep", "stage-crew")]
+    assert play(tmp_path, beats, None).steps == ("first", "flaky", "last:selfheal.db")
+
+
+def test_abort_policy_stops_with_one_line_naming_sequence_and_beat(tmp_path: Path) -> None:
+    fail, calls = failing(1)
+    beats = [beat(1, "flakyStep"), beat(2, "lastStep", "stage-crew")]
+    with pytest.raises(BeatError) as info:
+        play(tmp_path, beats, fail)
+    assert str(info.value) == "custom.seq beat 1 (flakyStep) failed: boom 1"
+    assert len(calls) == 1
+
+
+def test_continue_policy_passes_the_baton_on(tmp_path: Path) -> None:
+    fail, calls = failing(5)
+    beats = [
+        beat(1, "firstStep"),
+        beat(2, "flakyStep", onError={"policy": "continue"}),
+        beat(3, "lastStep", "stage-crew"),
+    ]
+    assert play(tmp_path, beats, fail).steps == ("first", "last:selfheal.db")
+    assert len(calls) == 1
+
+
+def test_retry_policy_tries_again_then_gives_up(tmp_path: Path) -> None:
+    fail, calls = failing(2)
+    retry3 = [beat(1, "flakyStep", onError={"policy": "retry", "attempts": 3})]
+    assert play(tmp_path, retry3, fail).steps == ("flaky",)
+    assert len(calls) == 3
+    fail, calls = failing(5)
+    with pytest.raises(BeatError, match="boom 2"):
+        play(tmp_path, [beat(1, "flakyStep", onError={"policy": "retry", "attempts": 2})], fail)
+    assert len(calls) == 2
+
+
+def test_pure_beat_may_not_touch_the_store(tmp_path: Path) -> None:
+    with pytest.raises(BeatError, match="touchStore is a pure beat"):
+        play(tmp_path, [beat(1, "touchStore")], None)
+
+
+def test_nested_play_and_beat_spans_recorded_into_the_store(tmp_path: Path) -> None:
+    directory = write_sequences(
+        tmp_path / "seq",
+        {
+            "custom.seq": [beat(1, "firstStep"), beat(2, "nestedStep")],
+            "inner.seq": [beat(1, "lastStep", "stage-crew")],
+        },
+    )
+    config = config_for(tmp_path)
+    Store.open(config.store).close()
+    with Conductor(config, registry=make_registry(), sequences_dir=directory) as cond:
+        result = cond.play("custom.seq", Trail())
+    assert result.steps == ("first", "outer", "last:selfheal.db")
+    with Store.open(config.store) as store:
+        runs = store.conn.execute("SELECT id, kind, status FROM runs").fetchall()
+        assert [(kind, status) for _, kind, status in runs] == [("pipeline", "ok")]
+        events = store.events(runs[0][0])
+    assert {e.source for e in events} == {EventSource.BEAT}
+    by_name = {e.operation: e for e in events}
+    assert set(by_name) == {
+        "selfheal:custom:run:firststep-one",
+        "selfheal:custom:run:nestedstep-two",
+        "selfheal:custom:run:laststep-one",
+        "sequence custom.seq",
+        "sequence inner.seq",
+    }
+    inner = by_name["selfheal:custom:run:laststep-one"]
+    assert inner.attributes["selfheal.sequence"] == "inner.seq"
+    assert inner.attributes["selfheal.kind"] == "stage-crew"
+    assert inner.attributes["selfheal.outcome"] == "ok"
+    # the nested sequence's span is a child of the outer beat that played it
+    assert (
+        by_name["sequence inner.seq"].parent_span_id
+        == by_name["selfheal:custom:run:nestedstep-two"].span_id
+    )
+
+
+def test_failed_beat_span_carries_the_error(tmp_path: Path) -> None:
+    fail, _ = failing(1)
+    directory = write_sequences(
+        tmp_path / "seq", {"custom.seq": [beat(1, "flakyStep", onError={"policy": "continue"})]}
+    )
+    config = config_for(tmp_path)
+    Store.open(config.store).close()
+    with Conductor(config, registry=make_registry(fail), sequences_dir=directory) as cond:
+        cond.play("custom.seq", Trail())
+    with Store.open(config.store) as store:
+        events = store.events(1)
+    failed = next(e for e in events if e.operation.endswith("flakystep-one"))
+    assert failed.status is SpanStatus.ERROR
+    assert failed.exception_type == "ValueError"
+    assert failed.attributes["selfheal.outcome"] == "error"
+
+
+def test_user_directory_overlays_the_sequences(tmp_path: Path) -> None:
+    base = write_sequences(
+        tmp_path / "base", {"custom.seq": [beat(1, "firstStep"), beat(2, "flakyStep")]}
+    )
+    user = tmp_path / "mine"
+    write_sequences(
+        user, {"custom.seq": [beat(1, "flakyStep")], "extra.seq": [beat(1, "firstStep")]}
+    )
+    (user / "index.json").unlink()  # an overlay needs no index of its own
+    config = dataclasses.replace(config_for(tmp_path), sequences=user)
+    with Conductor(config, registry=make_registry(), sequences_dir=base) as cond:
+        assert set(cond.sequences) == {"custom.seq", "extra.seq"}
+        assert cond.play("custom.seq", Trail()).steps == ("flaky",)
+
+
+def test_missing_overlay_directory_is_an_error(tmp_path: Path) -> None:
+    base = write_sequences(tmp_path / "base", {"custom.seq": [beat(1, "firstStep")]})
+    with pytest.raises(SequenceError, match="sequences directory does not exist"):
+        load_sequences(base, make_registry(), overlay=tmp_path / "absent")
+
+
+# Third-party beats through the selfheal.handlers entry-point group ------------------------
+
+
+def install_plugin(site: Path) -> None:
+    """A real installed distribution (dist-info with entry_points.txt) on a path entry."""
+    site.mkdir()
+    (site / "loud_beats.py").write_text(
+        textwrap.dedent(
+            """
+            from agent.handlers import HandlerSet
+
+            HANDLERS = HandlerSet("custom")
+
+            @HANDLERS.beat("shoutSteps", "pure")
+            def shout(baton, ctx):
+                return type(baton)(tuple(s.upper() for s in baton.steps))
+            """
+        ),
+        encoding="utf-8",
+    )
+    info = site / "loud_beats-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: loud-beats\nVersion: 1.0\n", encoding="utf-8"
+    )
+    (info / "entry_points.txt").write_text(
+        "[selfheal.handlers]\nloud = loud_beats:HANDLERS\n", encoding="utf-8"
+    )
+
+
+def test_handlers_from_an_installed_entry_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_plugin(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert [h.name for h in plugin_handlers()] == ["shoutSteps"]
+    registry = make_registry()
+    for handler in plugin_handlers():
+        registry.add(handler)
+    directory = write_sequences(
+        tmp_path / "seq", {"custom.seq": [beat(1, "firstStep"), beat(2, "shoutSteps")]}
+    )
+    with Conductor(config_for(tmp_path), registry=registry, sequences_dir=directory) as cond:
+        assert cond.play("custom.seq", Trail()).steps == ("FIRST",)
+
+
+def test_broken_entry_point_names_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    install_plugin(tmp_path / "site")
+    (tmp_path / "site" / "loud_beats.py").write_text("raise ImportError('no')\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(__import__("sys").modules, "loud_beats", raising=False)
+    with pytest.raises(SequenceError, match=r"entry point loud \(loud_beats:HANDLERS\) failed"):
+        plugin_handlers()
+
+
+def test_a_name_registered_twice_is_an_error() -> None:
+    registry = make_registry()
+    duplicate = HandlerSet("other")
+
+    @duplicate.beat("firstStep", "pure")
+    def again(baton: Trail, ctx: BeatContext) -> Trail:
+        return baton
+
+    with pytest.raises(SequenceError, match="registered twice"):
+        for handler in duplicate:
+            registry.add(handler)
