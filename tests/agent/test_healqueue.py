@@ -40,7 +40,11 @@ def test_heals_one_at_a_time_in_order() -> None:
 
 def test_full_queue_drops_and_counts(caplog: pytest.LogCaptureFixture) -> None:
     gate = threading.Event()
-    q = HealQueue(lambda _id: gate.wait(5), maxsize=2)
+
+    def heal(_id: str) -> None:
+        gate.wait(5)
+
+    q = HealQueue(heal, maxsize=2)
     q.start()
     try:
         q.offer(["busy"])

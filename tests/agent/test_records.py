@@ -88,3 +88,24 @@ def test_decode_refuses_wrong_type_and_unknown_fields() -> None:
         rec.from_json({**data, "surprise": 1}, rec.TelemetryEvent)
     with pytest.raises(ValueError, match="unknown record type"):
         rec.from_json({"type": "Nope"})
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"start_ns": 1.0},
+        {"duration_ns": True},
+        {"service": 3},
+        {"source": "nope"},
+        {"status": None},
+        {"attributes": {"x": None}},
+        {"attributes": []},
+        {"location": {"line": True}},
+        {"location": {"file": "a.py", "column": 1}},
+    ],
+)
+def test_event_fast_path_refuses_what_the_generic_decoder_refuses(change: dict[str, Any]) -> None:
+    event = rec.TelemetryEvent(rec.EventSource.SPAN, "svc", "op", 1, 2)
+    data = {**rec.to_json(event), **change}
+    with pytest.raises((TypeError, ValueError)):
+        rec.from_json(data, rec.TelemetryEvent)
