@@ -10,6 +10,7 @@ end of a segment; readers consume complete lines only and skip (and count) what 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
@@ -23,6 +24,7 @@ SPOOL_VERSION = 1
 HEADER_TYPE = "SpoolHeader"
 SEGMENT_SUFFIX = ".jsonl"
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
+_SERIALS = itertools.count(1)
 # One encoder for every line: json.dumps with non-default arguments builds a new one per call.
 _COMPACT = json.JSONEncoder(separators=(",", ":"))
 
@@ -62,7 +64,6 @@ class SpoolWriter:
         self._fd: int | None = None
         self._path: Path | None = None
         self._size = 0
-        self._serial = 0
 
     @property
     def path(self) -> Path | None:
@@ -100,9 +101,9 @@ class SpoolWriter:
     def _rotate(self) -> None:
         self.close()
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._serial += 1
         now = time.time_ns()
-        path = self.directory / f"{now:019d}-{os.getpid()}-{self._serial:04d}{SEGMENT_SUFFIX}"
+        serial = next(_SERIALS) % 10_000  # per process, so two writers never pick one name
+        path = self.directory / f"{now:019d}-{os.getpid()}-{serial:04d}{SEGMENT_SUFFIX}"
         # O_EXCL: a name clash means another writer, never a file to append to.
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self._path = path
