@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -188,8 +189,11 @@ def run_pytest(
     coverage: bool = False,
     repeat: int = 1,
     workers: int = 0,
+    cancel: threading.Event | None = None,
 ) -> RunOutcome:
-    """Run pytest in `worktree` in a sandbox and read the result file the plugin wrote."""
+    """Run pytest in `worktree` in a sandbox and read the result file the plugin wrote.
+
+    Setting `cancel` kills the run early (its outcome then counts as a timeout)."""
     sandbox = sandbox or Sandbox()
     with tempfile.TemporaryDirectory(prefix="selfheal-run-") as tmp:
         tmpdir = Path(tmp)
@@ -208,7 +212,7 @@ def run_pytest(
             cmd = [*prefix, *cmd]
             notes += [note] if note else []
         env = {**scrubbed_env(os.environ, tmpdir / "home", worktree), **sandbox.extra_env}
-        return _execute(cmd, worktree, env, sandbox, result_path, tuple(notes))
+        return _execute(cmd, worktree, env, sandbox, result_path, tuple(notes), cancel)
 
 
 def _execute(  # noqa: PLR0917 - private, called once
@@ -218,6 +222,7 @@ def _execute(  # noqa: PLR0917 - private, called once
     sandbox: Sandbox,
     result_path: Path,
     notes: tuple[str, ...],
+    cancel: threading.Event | None,
 ) -> RunOutcome:
     started = time.monotonic()
     log_path = result_path.with_name("output.txt")
@@ -233,10 +238,7 @@ def _execute(  # noqa: PLR0917 - private, called once
             preexec_fn=_limits(sandbox.memory_bytes),  # noqa: PLW1509 - only setrlimit, no locks
         )
         try:
-            proc.wait(timeout=sandbox.timeout_s)
-            status = "finished"
-        except subprocess.TimeoutExpired:
-            status = "timeout"
+            status = _wait(proc, started + sandbox.timeout_s, cancel)
         finally:
             kill_group(proc)
     duration = time.monotonic() - started
@@ -245,6 +247,20 @@ def _execute(  # noqa: PLR0917 - private, called once
     if status == "finished" and result is None:
         status = "crashed"
     return RunOutcome(status, proc.returncode, duration, result, tail, notes)
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float, cancel: threading.Event | None) -> str:
+    """'finished', or 'timeout' at the deadline or when cancelled."""
+    while True:
+        step = max(0.0, deadline - time.monotonic())
+        if cancel is not None:
+            step = min(step, 0.2)
+        try:
+            proc.wait(timeout=step)
+            return "finished"
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline or (cancel is not None and cancel.is_set()):
+                return "timeout"
 
 
 def _limits(memory_bytes: int | None) -> Any:

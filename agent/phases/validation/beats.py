@@ -119,10 +119,17 @@ def run_tests(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
     """The anomaly's tests first (fast reject), then the selected set, then doctests."""
     if baton.stopped:
         return baton
-    baton = stages.run_anomaly_tests(baton, ctx)
-    if baton.stopped:
-        return baton
-    baton = stages.run_selected(baton, ctx)
+    baton = stages.choose(baton, ctx)
+    if stages.one_run_will_do(baton):
+        # A small affected set: the anomaly's tests lead one run that repeats them all.
+        baton = stages.start_baseline(baton, ctx)
+        baton = stages.run_selected(baton, ctx, combined=True)
+    else:
+        baton = stages.run_anomaly_tests(baton, ctx)
+        if baton.stopped:
+            return baton
+        baton = stages.start_baseline(baton, ctx)
+        baton = stages.run_selected(baton, ctx)
     return stages.run_doctests(baton, ctx)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from agent.patches import CheckedPatch
+from agent.phases.validation.background import BaselineJob
 from agent.phases.validation.checks import CoverageFigures
 from agent.phases.validation.selection import Selection
 from agent.phases.validation.workspace import Worktree
@@ -58,8 +59,11 @@ class Cleanup:
     """Worktrees made during one validation; `validate` closes them whatever happens."""
 
     worktrees: list[Worktree] = field(default_factory=list)
+    jobs: list[BaselineJob] = field(default_factory=list)
 
     def close(self) -> None:
+        while self.jobs:
+            self.jobs.pop().stop()
         while self.worktrees:
             self.worktrees.pop().close()
 
@@ -74,6 +78,8 @@ class ValidationBaton:
     checked: CheckedPatch | None = None
     worktree: Worktree | None = None
     selection: Selection | None = None
+    baseline_job: BaselineJob | None = None
+    known_tests: int = 0  # how many tests the wide run holds, when known
     runs: tuple[StageRun, ...] = ()
     checks: tuple[CheckResult, ...] = ()
     stopped: str = ""  # the check that failed early; later beats do no more work

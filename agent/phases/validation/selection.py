@@ -13,6 +13,8 @@ from agent.phases.validation.checks import TEST_FILE
 # Measured by bench/validation.py on 2 cores: starting two xdist workers costs about 1.2 s,
 # which a set of quick unit tests only earns back from several hundred tests on.
 XDIST_MIN_TESTS = 400
+# Up to this many affected tests are repeated whole in one run behind the anomaly's tests.
+COMBINED_MAX_TESTS = 200
 
 
 @dataclass(frozen=True)

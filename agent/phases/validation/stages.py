@@ -15,6 +15,7 @@ from agent.conductor import BeatContext
 from agent.coverage_map import CoverageMap
 from agent.errors import GitError, StoreError
 from agent.phases.validation import checks, selection
+from agent.phases.validation.background import BaselineJob
 from agent.phases.validation.model import StageRun, ValidationBaton
 from agent.phases.validation.workspace import Worktree
 from agent.runner import FileCoverage, RunOutcome, Sandbox, run_pytest
@@ -69,19 +70,81 @@ def _repeats(baton: ValidationBaton, ctx: BeatContext) -> int:
     return baton.request.repeats
 
 
-def run_selected(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
-    """The affected tests (or the full suite), with coverage when it is to be compared."""
+def choose(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
+    """Pick the wide run's tests: affected by the changed lines, or the full suite."""
     assert baton.checked is not None
     cmap, stale = load_map(ctx, baton.base_commit, baton.checked.paths)
     chosen = selection.select(
         baton.checked, baton.request.anomaly_tests, cmap, baton.request.selection, stale
     )
     known = len(cmap.per_test) if cmap is not None and chosen.full else len(chosen.tests)
-    workers = selection.workers_for(known, chosen.full) if selection.xdist_available() else 0
-    stage = "full" if chosen.full else "affected"
-    run = _run(baton, stage, chosen.args, coverage=baton.request.coverage, workers=workers)
-    baton = dataclasses.replace(baton, selection=chosen).with_run(run)
-    return baton.with_check(dataclasses.replace(checks.check_run("tests", run.outcome)), stop=True)
+    return dataclasses.replace(baton, selection=chosen, known_tests=known)
+
+
+def one_run_will_do(baton: ValidationBaton) -> bool:
+    """Affected sets small enough to repeat whole; timing samples need a run of their own."""
+    chosen = baton.selection
+    return (
+        chosen is not None
+        and not chosen.full
+        and bool(baton.request.anomaly_tests)
+        and not baton.request.is_performance
+        and len(chosen.tests) <= selection.COMBINED_MAX_TESTS
+    )
+
+
+def _workers(baton: ValidationBaton) -> int:
+    chosen = baton.selection
+    if chosen is None or not selection.xdist_available():
+        return 0
+    return selection.workers_for(baton.known_tests, chosen.full)
+
+
+def _wide_args(baton: ValidationBaton, combined: bool) -> list[str]:
+    assert baton.selection is not None
+    if not combined:
+        return baton.selection.args
+    lead = list(baton.request.anomaly_tests)
+    return lead + [t for t in baton.selection.args if t not in lead]
+
+
+def start_baseline(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
+    """Measure the base commit's coverage on a thread, unless it is already known."""
+    if not baton.request.coverage or baton.selection is None:
+        return baton
+    args = _wide_args(baton, one_run_will_do(baton))
+    if _cached(ctx.config.root, baton.base_commit, args) is not None:
+        return baton
+    job = BaselineJob(
+        ctx.config.root,
+        baton.base_commit,
+        args,
+        patch_id=baton.request.patch.id,
+        sandbox=_sandbox(baton),
+        workers=_workers(baton),
+    )
+    baton.cleanup.jobs.append(job)
+    return dataclasses.replace(baton, baseline_job=job.start())
+
+
+def run_selected(
+    baton: ValidationBaton, ctx: BeatContext, *, combined: bool = False
+) -> ValidationBaton:
+    """The affected tests (or the full suite), with coverage when it is to be compared."""
+    assert baton.selection is not None
+    stage = "full" if baton.selection.full else "affected"
+    repeat = baton.request.repeats if combined else 1
+    args = _wide_args(baton, combined)
+    run = _run(
+        baton, stage, args, coverage=baton.request.coverage, workers=_workers(baton), repeat=repeat
+    )
+    baton = baton.with_run(run)
+    if combined:
+        check = checks.check_repeats(run.outcome, baton.request.anomaly_tests, repeat)
+        baton = baton.with_check(check, stop=True)
+        if baton.stopped:
+            return baton
+    return baton.with_check(checks.check_run("tests", run.outcome), stop=True)
 
 
 def load_map(
@@ -129,31 +192,41 @@ def selected_coverage(baton: ValidationBaton) -> Mapping[str, FileCoverage] | No
 def baseline_coverage(
     baton: ValidationBaton, ctx: BeatContext
 ) -> tuple[ValidationBaton, Mapping[str, FileCoverage] | None]:
-    """Coverage of the same tests on the unpatched base commit: cached, or measured now."""
+    """Coverage of the same tests on the unpatched base commit: cached, or measured."""
     run = baton.run_of("affected") or baton.run_of("full")
     assert run is not None
-    key = (str(ctx.config.root), baton.base_commit, _args_key(run.args))
-    cached = _BASELINES.get(key) or _read_cache(ctx.config.root, key)
+    cached = _cached(ctx.config.root, baton.base_commit, run.args)
     if cached is not None:
-        _BASELINES[key] = cached
         return baton, cached
-    with Worktree(ctx.config.root, baton.base_commit, "baseline") as base:
-        workers = selection.workers_for(max(len(run.args), 1), not run.args)
-        measured = _run(
-            baton,
-            "coverage-baseline",
+    job = baton.baseline_job
+    if job is None or job.args != run.args:
+        job = BaselineJob(
+            ctx.config.root,
+            baton.base_commit,
             run.args,
-            worktree=base.path,
-            coverage=True,
-            workers=workers if selection.xdist_available() else 0,
-        )
-    baton = baton.with_run(measured)
-    result = measured.outcome.result
-    if measured.outcome.status != "finished" or result is None or result.coverage is None:
+            patch_id=baton.request.patch.id,
+            sandbox=_sandbox(baton),
+            workers=_workers(baton),
+        ).start()
+    outcome = job.wait()
+    if outcome is None:
         return baton, None
+    baton = baton.with_run(StageRun("coverage-baseline", job.args, outcome))
+    result = outcome.result
+    if outcome.status != "finished" or result is None or result.coverage is None:
+        return baton, None
+    key = (str(ctx.config.root), baton.base_commit, _args_key(job.args))
     _BASELINES[key] = dict(result.coverage)
     _write_cache(ctx.config.root, key, result.coverage)
     return baton, result.coverage
+
+
+def _cached(root: Path, base: str, args: Sequence[str]) -> dict[str, FileCoverage] | None:
+    key = (str(root), base, _args_key(args))
+    found = _BASELINES.get(key) or _read_cache(root, key)
+    if found is not None:
+        _BASELINES[key] = found
+    return found
 
 
 def _args_key(args: Sequence[str]) -> str:
