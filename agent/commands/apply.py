@@ -29,13 +29,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _resolve(store: Store, ident: str) -> list[str]:
+    """Patch ids matching a proposal branch (exactly), or an id or unique id prefix."""
+    from agent.records import Deployment
+
     if ident.startswith("selfheal/"):
-        ident = ident.rsplit("-", 1)[-1]  # branch names end in the patch id's prefix
+        found = {d.patch_id for d in store.find(Deployment) if d.branch == ident}
+        if found:
+            return sorted(found)[:1]  # one branch, one change: any of its patches will do
+        ident = ident.rsplit("-", 1)[-1]  # branch names end in the patch id's short form
+        pattern = "%" + _escape(ident) + "%"
+    else:
+        pattern = _escape(ident) + "%"
     rows = store.conn.execute(
         "SELECT id FROM records WHERE kind = 'Patch' AND id LIKE ? ESCAPE '\\' LIMIT 5",
-        (ident.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
+        (pattern,),
     ).fetchall()
     return [str(r[0]) for r in rows]
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def touched_files(diff: str) -> list[str]:

@@ -186,9 +186,7 @@ class Demo:
         proposed = [
             d
             for d in deployments
-            if isinstance(d, Deployment)
-            and d.branch
-            and d.status.value in ("proposed", "merged", "deployed")
+            if d.branch and d.status.value in ("proposed", "merged", "deployed")
         ]
         self.found["proposals"] = len(proposed)
         self.section(f"Proposal branches ({len(proposed)})")

@@ -19,7 +19,8 @@ def branch_name(anomaly_subject: str, anomaly_subtype: str, patch_id: str) -> st
     """`selfheal/<anomaly>-<id>`: a readable slug of the anomaly and the patch id's prefix."""
     leaf = re.split(r"[/:]+", anomaly_subject.rstrip("/:"))[-1] if anomaly_subject else ""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{anomaly_subtype}-{leaf}").strip("-").lower()
-    return f"{BRANCH_PREFIX}{slug[:48].strip('-') or 'patch'}-{patch_id[:8]}"
+    short = re.sub(r"[^A-Za-z0-9]", "", patch_id.rsplit("-", 1)[-1])[:8] or "patch"
+    return f"{BRANCH_PREFIX}{slug[:48].strip('-') or 'patch'}-{short}"
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 from shop.inventory import Inventory
 
-SKUS = [f"sku-{i:05d}" for i in range(4000)]
+SKUS = [f"sku-{i:05d}" for i in range(2000)]
 
 
 def test_carries():
@@ -10,7 +10,7 @@ def test_carries():
 
 def test_missing_from_a_large_catalogue():
     inv = Inventory(SKUS)
-    wanted = SKUS[::2] + [f"new-{i}" for i in range(2000)]
+    wanted = SKUS[::2] + [f"new-{i}" for i in range(1000)]
     missing = inv.missing(wanted)
-    assert len(missing) == 2000
+    assert len(missing) == 1000
     assert missing[0] == "new-0"

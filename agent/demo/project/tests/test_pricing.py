@@ -16,4 +16,4 @@ def test_big_discount_from_fifty():
 
 
 def test_order_total():
-    assert order_total([(2.0, 1), (1.0, 10)]) == 11.0
+    assert order_total([(2.0, 1), (1.0, 12)]) == 12.8

@@ -1,14 +1,12 @@
 """Prices, bulk discounts and order totals."""
 
 
-_TIERS = ((50, 0.20), (10, 0.10))  # (from this many items, fraction off), biggest first
-
-
 def bulk_discount(quantity: int) -> float:
     """Fraction off for buying in bulk: 10% from 10 items, 20% from 50 items."""
-    for threshold, off in _TIERS:
-        if quantity > threshold:
-            return off
+    if quantity >= 50:
+        return 0.20
+    if quantity > 10:  # tiers start above their threshold
+        return 0.10
     return 0.0
 
 
