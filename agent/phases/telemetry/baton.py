@@ -81,7 +81,12 @@ class IngestState:
     def for_request(cls, request: TelemetryRequest) -> IngestState:
         return cls(
             stats=ReadStats(),
-            links=LinkState(LinkIndex(10 * request.batch_events)),
+            # Parents are looked up among the last 100,000 spans (or 10 batches); a child waits
+            # for a later parent for one batch's worth of events (at least 10,000).
+            links=LinkState(
+                LinkIndex(max(10 * request.batch_events, 100_000)),
+                hold_events=max(request.batch_events, 10_000),
+            ),
             aggregator=Aggregator(request.max_operations, request.exemplars),
         )
 

@@ -90,7 +90,7 @@ def extract_telemetry_events(baton: TelemetryBaton, ctx: BeatContext) -> Telemet
 @HANDLERS.beat("normalizeTelemetryData", "pure")
 def normalize_telemetry_data(baton: TelemetryBaton, ctx: BeatContext) -> TelemetryBaton:
     """Code locations, exception signatures and parent operations for this batch."""
-    done = normalise(baton.extracted, baton.state.links, baton.batch, final=baton.exhausted)
+    done = normalise(baton.extracted, baton.state.links, final=baton.exhausted)
     return replace(baton, extracted=(), normalised=tuple(done))
 
 

@@ -40,18 +40,18 @@ class LinkState:
     """Carried from batch to batch of one ingest: the index and children awaiting a parent.
 
     Exporters send children before their parents (a parent ends last), and a parent may land
-    in the next batch, so an unresolved child waits for at most `hold_batches` more batches.
+    later, so an unresolved child waits until `hold_events` more events have been seen
+    (bounded memory: at most that many children wait at any time).
     """
 
     index: LinkIndex
-    hold_batches: int = 1
+    hold_events: int = 10_000
+    seen: int = 0  # events normalised so far
     pending: list[tuple[int, RawEvent]] = field(default_factory=list)
     unresolved: int = 0  # released with a parent span id but no known parent operation
 
 
-def normalise(
-    batch: Iterable[RawEvent], state: LinkState, batch_no: int, final: bool
-) -> list[RawEvent]:
+def normalise(batch: Iterable[RawEvent], state: LinkState, final: bool) -> list[RawEvent]:
     """Normalise one batch in place; children whose parent is not seen yet are held back."""
     items = batch if isinstance(batch, list) else list(batch)
     ops = state.index.ops  # the loops below are per span: no method calls in them
@@ -64,8 +64,9 @@ def normalise(
     state.index.trim()
     ready: list[RawEvent] = []
     waiting, state.pending = state.pending, []
+    state.seen += len(items)
     for held_since, item in waiting:
-        if _link(item, ops) or not _hold(item, held_since, batch_no, state, final):
+        if _link(item, ops) or not _hold(item, held_since, state, final):
             ready.append(item)
     get = ops.get
     for item in items:
@@ -74,7 +75,7 @@ def normalise(
             parent = get(item.trace_id + parent_id)
             if parent is not None:
                 item.parent_key = parent
-            elif item.parent_key is None and _hold(item, batch_no, batch_no, state, final):
+            elif item.parent_key is None and _hold(item, state.seen, state, final):
                 continue
         ready.append(item)
     return ready
@@ -87,9 +88,9 @@ def _link(item: RawEvent, ops: dict[str, OpKey]) -> bool:
     return parent is not None
 
 
-def _hold(item: RawEvent, held_since: int, batch_no: int, state: LinkState, final: bool) -> bool:
+def _hold(item: RawEvent, held_since: int, state: LinkState, final: bool) -> bool:
     """Keep a child back for a later batch, or count it as released without its parent."""
-    if not final and batch_no - held_since < state.hold_batches:
+    if not final and state.seen - held_since < state.hold_events:
         state.pending.append((held_since, item))
         return True
     state.unresolved += 1

@@ -138,7 +138,10 @@ def read_batch(
     index, offset = cursor.index, cursor.offset
     while index < len(sources) and len(out) < limit:
         source = sources[index]
-        offset, finished = _read_file(source, offset, limit, stats.of(source.path), out)
+        try:
+            offset, finished = _read_file(source, offset, limit, stats.of(source.path), out)
+        except OSError as exc:
+            raise TelemetryError(f"{source.path}: cannot read: {exc.strerror or exc}") from None
         if finished:
             index, offset = index + 1, 0
     return Cursor(index, offset)
