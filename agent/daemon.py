@@ -26,6 +26,8 @@ from agent.watcher import ObserverLike, WorkspaceWatcher, native_observer
 
 log = logging.getLogger("selfheal.agent")
 
+HEAL_STOP_S = 5.0
+
 
 @dataclass(frozen=True)
 class AgentOptions:
@@ -98,7 +100,10 @@ class Agent:
                 ControlApi(self.status, self.heal.offer), self.token, self.options.port
             )
             stack.enter_context(self.control)
-            _start(stack, self.heal)
+            self.heal.start()
+            # A heal can take its whole budget: stop waits a little, then the daemon thread
+            # ends with the process (the next start picks new anomalies up again).
+            stack.callback(self.heal.stop, HEAL_STOP_S)
             _start(stack, self.ingestor)
             self._start_receiver(stack)
             _start(stack, self.runner)
