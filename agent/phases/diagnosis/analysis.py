@@ -16,9 +16,15 @@ CULPRIT_BOOST = 0.5
 
 
 def failing_tests(info: CodebaseInfo, anomaly: Anomaly) -> list[str]:
-    """Tests that failed in the coverage run; the anomaly's own tests when none did."""
+    """The failing tests of the coverage run, when the anomaly's own tests are among them.
+
+    Other tests that fail in the same run add evidence to the spectrum; but when none of the
+    anomaly's tests fails at HEAD the failure does not reproduce, and the list is empty.
+    """
     failed = [t for t, r in info.tests.items() if not r.ok]
-    return failed or [t for t in anomaly.tests if t in info.coverage]
+    if anomaly.tests and not set(anomaly.tests) & set(failed):
+        return []
+    return failed
 
 
 def project_frames(info: CodebaseInfo, tests: Sequence[str]) -> list[Frame]:

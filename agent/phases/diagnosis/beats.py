@@ -258,7 +258,7 @@ def analyze_error_issues(baton: DiagnosisBaton, ctx: BeatContext) -> DiagnosisBa
         CodeLocation(c.location.file, c.location.function) for c in causes if c.location.function
     }
     notes = baton.notes
-    if anomaly.tests and not tests:
+    if anomaly.kind is AnomalyKind.ERROR and anomaly.tests and not tests:
         notes = (*notes, "the anomaly's tests pass at HEAD: the failure does not reproduce")
     return dataclasses.replace(
         baton,

@@ -1,0 +1,120 @@
+"""heal(): diagnosis, fix and the gate for one anomaly, ending in a patch file or a reason."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.conductor import Conductor
+from agent.config import load_config
+from agent.heal import heal
+from agent.records import Anomaly, AnomalyKind, Severity
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "T",
+        "GIT_AUTHOR_EMAIL": "t@example.invalid",
+        "GIT_COMMITTER_NAME": "T",
+        "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    }
+    proc = subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, env=env, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def commit_files(repo: Path, files: dict[str, str], message: str) -> None:
+    for rel, text in files.items():
+        (repo / rel).write_text(text, encoding="utf-8")
+    git(repo, "commit", "-qam", message)
+
+
+pytestmark = pytest.mark.slow
+
+RATIOS = """def ratio(ok, total):
+    return ok / total
+
+
+def percent(ok, total):
+    return round(100 * ratio(ok, total), 1)
+"""
+TESTS = """from ratios import percent, ratio
+
+
+def test_ratio():
+    assert ratio(1, 4) == 0.25
+
+
+def test_percent_of_nothing():
+    assert percent(0, 0) == 0.0
+"""
+
+
+def _anomaly(repo: Path, tests: tuple[str, ...]) -> Anomaly:
+    head = git(repo, "rev-parse", "HEAD").strip()
+    return Anomaly(
+        "an-heal",
+        AnomalyKind.ERROR,
+        "failing",
+        Severity.HIGH,
+        1.0,
+        tests[0],
+        "fails",
+        time.time_ns(),
+        commit=head,
+        tests=tests,
+    )
+
+
+def test_a_failing_test_without_history_is_healed(make_repo) -> None:
+    repo = make_repo({"ratios.py": RATIOS, "tests/test_ratios.py": TESTS, "conftest.py": ""})
+    lines: list[str] = []
+    with Conductor(load_config(repo), progress=lines.append) as conductor:
+        outcome = heal(
+            conductor,
+            [_anomaly(repo, ("tests/test_ratios.py::test_percent_of_nothing",))],
+            120,
+            lines.append,
+        )
+    (result,) = outcome.results
+    assert result.best is not None and result.path is not None, result.reason
+    assert result.path.parent == repo / ".selfheal" / "patches"
+    assert result.best.result.passed and result.best.patch.strategy == "repair_template"
+    assert any(line.startswith("diagnosis:") for line in lines)  # progress was visible
+    assert outcome.lines(repo)[0].startswith("healed tests/test_ratios.py::test_percent_of_nothing")
+    assert git(repo, "status", "--porcelain") == ""
+    git(repo, "apply", str(result.path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:selfheal"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_no_validated_patch_is_reported_with_its_reason(make_repo) -> None:
+    repo = make_repo({"ratios.py": RATIOS, "tests/test_ratios.py": TESTS, "conftest.py": ""})
+    with Conductor(load_config(repo)) as conductor:
+        outcome = heal(conductor, [_anomaly(repo, ("tests/test_ratios.py::test_ratio",))], 60)
+    (result,) = outcome.results
+    assert result.best is None and result.path is None
+    assert "does not reproduce" in result.reason
+    assert outcome.lines()[0].startswith("not healed tests/test_ratios.py::test_ratio: ")
+    assert not (repo / ".selfheal" / "patches").exists()
+
+
+def test_a_zero_budget_heals_nothing_and_says_so(make_repo) -> None:
+    repo = make_repo({"ratios.py": RATIOS, "tests/test_ratios.py": TESTS})
+    with Conductor(load_config(repo)) as conductor:
+        outcome = heal(conductor, [_anomaly(repo, ("tests/test_ratios.py::test_ratio",))], 0)
+    assert outcome.results[0].reason == "the healing budget ran out"
