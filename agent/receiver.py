@@ -367,7 +367,7 @@ class Receiver:
             ctype = _media_type(request.headers.get("content-type", ""))
             reply_type = ctype if ctype in otlp.JSON_TYPES else "application/x-protobuf"
             try:
-                status, body, close = await self._handle(request, reader, ctype)
+                status, body, close = await self._handle(request, reader, writer, ctype)
             except _HttpError as err:
                 self.stats.refuse(err.status)
                 body = otlp.status_body(reply_type, _RPC_CODE.get(err.status, 2), err.message)
@@ -397,12 +397,16 @@ class Receiver:
         return _parse_head(first + rest)
 
     async def _handle(
-        self, request: _Request, reader: asyncio.StreamReader, ctype: str
+        self,
+        request: _Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ctype: str,
     ) -> tuple[int, bytes, bool]:
         self._check_request(request, ctype)
         assert self._bodies is not None
         async with self._bodies:
-            raw = await self._read_body(request, reader)
+            raw = await self._read_body(request, reader, writer)
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         work = _Work(raw, encoding, ctype, concurrent.futures.Future())
         if self.settings.ack_after_store:
@@ -470,8 +474,15 @@ class Receiver:
         if not ok:
             raise _HttpError(401, "missing or wrong bearer token")
 
-    async def _read_body(self, request: _Request, reader: asyncio.StreamReader) -> bytes:
+    async def _read_body(
+        self, request: _Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes:
         s = self.settings
+        length_text = request.headers.get("content-length", "")
+        if length_text.strip().isdigit() and int(length_text) > s.max_body:
+            raise _HttpError(413, f"body of {length_text} bytes is over the {s.max_body} byte cap")
+        if request.headers.get("expect", "").lower() == "100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits a second without it
         if "chunked" in request.headers.get("transfer-encoding", "").lower():
             try:
                 return await asyncio.wait_for(_read_chunked(reader, s.max_body), s.body_timeout_s)

@@ -414,3 +414,16 @@ def test_chunked_bodies_are_read_and_capped(receiver: Receiver, sink: _StoreSink
     assert wait_until_stored(receiver, 20)
     assert sink.count() == 20
     assert _chunked(receiver.port, b"x" * (300 * 1024), 64 * 1024) == 413
+
+
+def test_expect_100_continue(receiver: Receiver) -> None:
+    body = otlp.encode_protobuf([_event(1)])
+    sock = _raw(receiver.port)
+    sock.sendall(
+        b"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-protobuf"
+        b"\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    assert _status_of(sock) == 100
+    sock.sendall(body)
+    assert b" 200 " in sock.recv(4096)
+    sock.close()
