@@ -223,12 +223,11 @@ def test_kill_9_while_ingesting_200k_spans_loses_and_repeats_nothing(project: Pa
     agent = _run_agent(project)
     try:
         poster.thread.start()
-        count = wait_for(
-            lambda: (query(db, SPAN_COUNT) or [(0,)])[0][0],
-            60,
-            "ingest to begin",
+        wait_for(
+            lambda: (query(db, SPAN_COUNT) or [(0,)])[0][0] >= 30_000,
+            120,
+            "ingest to be well under way",
         )
-        assert isinstance(count, int)
         wait_for(lambda: len(poster.acked) >= 1_000, 60, "the receiver to acknowledge spans")
         agent.send_signal(signal.SIGKILL)
         agent.wait(10)

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,3 +98,35 @@ def test_a_stale_status_file_means_heal_here(
         )
     )
     assert hand_off(load_config(tmp_path), ["an-1"]) is None
+
+
+@pytest.mark.slow
+def test_a_pytest_run_hands_its_anomaly_to_the_running_agent(
+    make_repo: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(CHILD_ENV, raising=False)
+    repo = make_repo(
+        {
+            "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["."]\n',
+            "calc.py": "def half(x):\n    return x / 2\n",
+            "test_calc.py": "from calc import half\n\n\ndef test_half():\n"
+            "    assert half(4) == 2\n",
+        }
+    )
+    pytest_run = [sys.executable, "-m", "pytest", "--selfheal", "-p", "no:cacheprovider"]
+    green = subprocess.run(pytest_run, cwd=repo, capture_output=True, text=True, check=False)
+    assert green.returncode == 0, green.stdout
+    started = _cli(repo, "agent", "start", "--otlp-port", "-1", "--no-watch")
+    assert started.returncode == 0, started.stderr
+    try:
+        (repo / "calc.py").write_text("def half(x):\n    return x / 3\n")
+        red = subprocess.run(pytest_run, cwd=repo, capture_output=True, text=True, check=False)
+        assert red.returncode == 1
+        assert "1 anomaly handed to the agent (pid" in red.stdout, red.stdout
+        assert not (repo / ".selfheal" / "patches").exists()  # nothing healed inline
+        status = lc.read_status(lc.Paths(repo / ".selfheal"))
+        assert status is not None
+        code, body = call(status.port, lc.read_token(status), STATUS_PATH)
+        assert code == 200 and body["heal"]["queued"] == 1
+    finally:
+        _cli(repo, "agent", "stop", "--timeout", "5")
