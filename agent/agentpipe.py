@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from agent.config import Config
 
 if TYPE_CHECKING:
-    from agent.conductor import Conductor
     from agent.heal import AnomalyOutcome
 
 log = logging.getLogger("selfheal.agent.pipeline")
@@ -31,8 +30,8 @@ def detect_window(config: Config, run_id: int) -> list[str]:
 
 
 def heal(config: Config, anomaly_id: str) -> str:
-    """Diagnose, fix and validate one anomaly within the budget, then deliver the best patch
-    in the configured mode; returns a one-line outcome (also logged)."""
+    """Diagnose, fix and validate one anomaly within the budget; `heal` delivers the best patch
+    in the configured mode. Returns a one-line outcome (also logged)."""
     from agent import heal as healing
     from agent.conductor import Conductor
     from agent.records import Anomaly
@@ -42,33 +41,22 @@ def heal(config: Config, anomaly_id: str) -> str:
         if anomaly is None:
             return _say(f"anomaly {anomaly_id}: not in the store {config.store}; skipped")
         outcome = healing.heal(conductor, [anomaly], config.budget_s, progress=log.info)
-        result = outcome.results[0]
-        if result.best is None:
-            return _say(f"anomaly {anomaly_id} ({anomaly.subject}): {result.reason}")
-        where = _deliver(conductor, result)
-        return _say(
-            f"anomaly {anomaly_id} ({anomaly.subject}): validated patch "
-            f"{result.best.patch.id} ({result.best.patch.strategy}) at {result.path}{where}"
-        )
+    result = outcome.results[0]
+    if result.best is None:
+        return _say(f"anomaly {anomaly_id} ({anomaly.subject}): {result.reason}")
+    return _say(
+        f"anomaly {anomaly_id} ({anomaly.subject}): validated patch {result.best.patch.id} "
+        f"({result.best.patch.strategy}) at {result.path}{_delivered(result)}"
+    )
 
 
-def _deliver(conductor: Conductor, result: AnomalyOutcome) -> str:
-    from agent.phases.deployment import DeployBaton, DeployRequest
-
-    if conductor.config.deploy == "off" or result.best is None:
+def _delivered(result: AnomalyOutcome) -> str:
+    deployment = result.deployment
+    if deployment is None:
         return ""
-    request = DeployRequest(
-        patch=result.best.patch,
-        validation=result.best.result,
-        anomaly=result.anomaly,
-        diagnosis=result.diagnosis,
-    )
-    baton: DeployBaton = conductor.play("deployment.deploy", DeployBaton(request))
-    deployment = baton.deployment()
     branch = f", branch {deployment.branch}" if deployment.branch else ""
-    return f"; delivery {deployment.status.value}{branch}" + (
-        f" ({deployment.reason})" if deployment.reason else ""
-    )
+    reason = f" ({deployment.reason})" if deployment.reason else ""
+    return f"; delivery {deployment.status.value}{branch}{reason}"
 
 
 def _say(line: str) -> str:
