@@ -138,6 +138,7 @@ def measure(spans: int, clients: int) -> dict[str, float]:
             receiver = Receiver(phase_sink(conductor), ReceiverSettings(port=0)).start()
             try:
                 started = time.perf_counter()
+                cpu_started = time.process_time()
                 client = subprocess.run(
                     [
                         sys.executable,
@@ -154,6 +155,7 @@ def measure(spans: int, clients: int) -> dict[str, float]:
                 total = spans // clients * clients
                 assert wait_until_stored(receiver, total, timeout=600)
                 elapsed = time.perf_counter() - started
+                cpu = time.process_time() - cpu_started
             finally:
                 receiver.stop()
             stored = conductor.store().conn.execute("SELECT count(*) FROM spans").fetchone()[0]
@@ -161,7 +163,13 @@ def measure(spans: int, clients: int) -> dict[str, float]:
         raise SystemExit(f"lost spans: {stored} stored of {total}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     retries = json.loads(client.stdout.strip().splitlines()[-1])["retries"]
-    return {"rate": total / elapsed, "peak_mb": peak_mb, "retries": retries, "spans": total}
+    return {
+        "rate": total / elapsed,
+        "cpu_us": cpu / total * 1e6,
+        "peak_mb": peak_mb,
+        "retries": retries,
+        "spans": total,
+    }
 
 
 def main() -> int:
@@ -174,6 +182,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2)
     args = parser.parse_args()
     rates = []
+    cpus = []
     peak = 0.0
     for run in range(args.runs):
         # Each run in its own process: peak RSS is then that run's own.
@@ -188,10 +197,13 @@ def main() -> int:
             return 1
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         rates.append(result["rate"])
+        cpus.append(result["cpu_us"])
         peak = max(peak, result["peak_mb"])
         print(
             f"run {run + 1}: {result['spans']:,} spans, {result['rate']:,.0f} spans/s stored, "
-            f"peak {result['peak_mb']:.0f} MB, {result['retries']} retries after 503"
+            f"peak {result['peak_mb']:.0f} MB, {result['retries']} retries after 503, "
+            f"receiver CPU {result['cpu_us']:.1f} us/span (one core: "
+            f"{1e6 / result['cpu_us']:,.0f} spans/s)"
         )
     rate = statistics.median(rates)
     print(
