@@ -117,12 +117,13 @@ def parse_time(value: object) -> int:
     if isinstance(value, bool) or value is None:
         raise ValueError("log line without a timestamp")
     if isinstance(value, int | float):
-        return _from_number(float(value))
+        return _from_number(value)
     text = str(value).strip()
-    try:
-        return _from_number(float(text))
-    except ValueError:
-        pass
+    for convert in (int, float):
+        try:
+            return _from_number(convert(text))
+        except ValueError:
+            pass
     stamp = dt.datetime.fromisoformat(text.replace(",", ".", 1) if "," in text[19:23] else text)
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)  # naive times are taken as UTC, as OTel does
@@ -135,7 +136,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 def _from_number(value: float) -> int:
     # The magnitude tells the unit: seconds until 1e11 (year 5138), then ms, µs, ns.
-    for limit, scale in ((1e11, 1e9), (1e14, 1e6), (1e17, 1e3)):
+    # Integers stay integers: a float has too few digits for nanoseconds since 1970.
+    for limit, scale in ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3)):
         if abs(value) < limit:
-            return int(value * scale)
+            return value * scale if isinstance(value, int) else round(value * scale)
     return int(value)
