@@ -31,7 +31,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE / "repair"))
 
 from bug import Bug, Built, build, git  # noqa: E402
-from build import ALL, by_name  # noqa: E402
+from build import by_name  # noqa: E402
 
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 
@@ -134,9 +134,9 @@ def ochiai_rank(built: Built, bug: Bug) -> int | None:
     for (payload,) in rows:
         for cause in json.loads(payload)["root_causes"]:
             loc, ev = cause["location"], cause["evidence"]
-            if ev.get("kind") == "ochiai" and loc["file"] == bug.module:
-                if loc["line"] in built.faulty_lines:
-                    ranks.append(int(ev["rank"]))
+            ochiai = ev.get("kind") == "ochiai" and loc["file"] == bug.module
+            if ochiai and loc["line"] in built.faulty_lines:
+                ranks.append(int(ev["rank"]))
     return min(ranks) if ranks else None
 
 
@@ -173,23 +173,31 @@ def _pct(n: int, d: int) -> str:
 
 
 def report(results: list[Result]) -> None:
-    print(f"{'bug':28} {'category':28} {'hist':4} {'valid':5} {'held':5} {'time':>6} "
-          f"{'rank':>4}  strategy")
+    print(
+        f"{'bug':28} {'category':28} {'hist':4} {'valid':5} {'held':5} {'time':>6} "
+        f"{'rank':>4}  strategy"
+    )
     for r in results:
         rank = "-" if r.rank is None else str(r.rank)
-        print(f"{r.bug.name:28} {r.bug.category:28} {'yes' if r.bug.history else 'no':4} "
-              f"{'yes' if r.validated else 'no':5} {'yes' if r.correct else 'no':5} "
-              f"{r.seconds:6.1f} {rank:>4}  {r.strategy}{'  ' + r.note if r.note else ''}")
+        print(
+            f"{r.bug.name:28} {r.bug.category:28} {'yes' if r.bug.history else 'no':4} "
+            f"{'yes' if r.validated else 'no':5} {'yes' if r.correct else 'no':5} "
+            f"{r.seconds:6.1f} {rank:>4}  {r.strategy}{'  ' + r.note if r.note else ''}"
+        )
     n = len(results)
     plain = [r for r in results if not r.bug.history]
     top5 = sum(1 for r in plain if r.rank is not None and r.rank <= 5)
     times = [r.seconds for r in results if r.validated]
     print()
-    print(f"validated patch found:     {_pct(sum(r.validated for r in results), n)}  (target >= 80%)")
+    print(
+        f"validated patch found:     {_pct(sum(r.validated for r in results), n)}  (target >= 80%)"
+    )
     print(f"correct on held-out tests: {_pct(sum(r.correct for r in results), n)}  (target >= 70%)")
     if times:
-        print(f"median time to heal:       {statistics.median(times):.1f} s over validated bugs "
-              f"(all bugs: {statistics.median(r.seconds for r in results):.1f} s; target <= 60 s)")
+        print(
+            f"median time to heal:       {statistics.median(times):.1f} s over validated bugs "
+            f"(all bugs: {statistics.median(r.seconds for r in results):.1f} s; target <= 60 s)"
+        )
     print(f"faulty line in Ochiai top 5 (no history): {_pct(top5, len(plain))}  (target >= 70%)")
 
 
@@ -207,8 +215,11 @@ def main(argv: list[str]) -> int:
     results = []
     for bug in bugs:
         result = run_one(bug, workdir, args.budget)
-        print(f"  {bug.name}: validated={result.validated} correct={result.correct} "
-              f"{result.seconds:.1f}s rank={result.rank}", flush=True)
+        print(
+            f"  {bug.name}: validated={result.validated} correct={result.correct} "
+            f"{result.seconds:.1f}s rank={result.rank}",
+            flush=True,
+        )
         results.append(result)
     print()
     report(results)

@@ -51,8 +51,12 @@ class Built:
 
 def git(repo: Path, *args: str) -> str:
     proc = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True,
-        env={**os.environ, **_ENV}, check=True,
+        ["git", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_ENV},
+        check=True,
     )
     return proc.stdout
 

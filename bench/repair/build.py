@@ -1,4 +1,4 @@
-"""Build one seeded bug (or all) into git repositories: python bench/repair/build.py DEST [NAME...]."""
+"""Build seeded bugs into git repositories: python bench/repair/build.py DEST [NAME...]."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bug import Bug, Built, build  # noqa: E402
-from corpus_history import BUGS as HISTORY  # noqa: E402
-from corpus_plain import BUGS as PLAIN  # noqa: E402
+from bug import Bug, Built, build
+from corpus_history import BUGS as HISTORY
+from corpus_plain import BUGS as PLAIN
 
 ALL: list[Bug] = HISTORY + PLAIN
 

@@ -42,7 +42,7 @@ def with_tax(price, rate=0.2):
 def basket_total(prices, percent=0):
     return round(sum(discounted(p, percent) for p in prices), 2)
 ''',
-        tests='''from pricing import basket_total, discounted, with_tax
+        tests="""from pricing import basket_total, discounted, with_tax
 
 
 def test_discounted():
@@ -59,8 +59,8 @@ def test_tax():
 
 def test_basket():
     assert basket_total([10, 20], 50) == 15
-''',
-        heldout='''from pricing import basket_total, discounted
+""",
+        heldout="""from pricing import basket_total, discounted
 
 
 def test_full_discount():
@@ -73,7 +73,7 @@ def test_fraction():
 
 def test_basket_no_discount():
     assert basket_total([1, 2, 3]) == 6
-''',
+""",
     ),
     Bug(
         name="h_paginate_off_by_one",
@@ -104,7 +104,7 @@ def page(items, number, size=10):
 def page_count(items, size=10):
     return (len(items) + size - 1) // size
 ''',
-        tests='''from pages import page, page_count
+        tests="""from pages import page, page_count
 
 
 def test_first_page():
@@ -117,8 +117,8 @@ def test_last_page():
 
 def test_count():
     assert page_count(list(range(25))) == 3
-''',
-        heldout='''from pages import page
+""",
+        heldout="""from pages import page
 
 
 def test_small_pages():
@@ -127,7 +127,7 @@ def test_small_pages():
 
 def test_beyond():
     assert page([1, 2], 3, size=2) == []
-''',
+""",
     ),
     Bug(
         name="h_grade_boundary",
@@ -164,7 +164,7 @@ def letter(score):
 def passed(score):
     return letter(score) != "F"
 ''',
-        tests='''from grades import letter, passed
+        tests="""from grades import letter, passed
 
 
 def test_a():
@@ -177,8 +177,8 @@ def test_exact_b():
 
 def test_fail():
     assert not passed(10)
-''',
-        heldout='''from grades import letter, passed
+""",
+        heldout="""from grades import letter, passed
 
 
 def test_exact_a():
@@ -191,7 +191,7 @@ def test_exact_pass():
 
 def test_f():
     assert letter(59) == "F"
-''',
+""",
     ),
     Bug(
         name="h_profile_none_guard",
@@ -222,7 +222,7 @@ def display_name(profile):
 def greeting(profile):
     return "Hello, " + display_name(profile)
 ''',
-        tests='''from profiles import display_name, greeting
+        tests="""from profiles import display_name, greeting
 
 
 def test_nick():
@@ -231,8 +231,8 @@ def test_nick():
 
 def test_no_nick():
     assert greeting({"name": "Bob"}) == "Hello, Bob"
-''',
-        heldout='''from profiles import display_name
+""",
+        heldout="""from profiles import display_name
 
 
 def test_name_only():
@@ -241,7 +241,7 @@ def test_name_only():
 
 def test_nick_case():
     assert display_name({"name": "x", "nick": "dj max"}) == "Dj Max"
-''',
+""",
     ),
     Bug(
         name="h_mean_wrong_variable",
@@ -278,7 +278,7 @@ def mean(values):
 def spread(values):
     return max(values) - min(values)
 ''',
-        tests='''from stats import mean, spread
+        tests="""from stats import mean, spread
 
 
 def test_mean():
@@ -287,8 +287,8 @@ def test_mean():
 
 def test_spread():
     assert spread([3, 9, 1]) == 8
-''',
-        heldout='''from stats import mean
+""",
+        heldout="""from stats import mean
 
 
 def test_mean_single():
@@ -297,7 +297,7 @@ def test_mean_single():
 
 def test_mean_float():
     assert mean([1, 2]) == 1.5
-''',
+""",
     ),
     Bug(
         name="h_slug_missing_call",
@@ -338,7 +338,7 @@ def unique_slug(title, taken):
         n += 1
     return slug
 ''',
-        tests='''from slugs import slugify, unique_slug
+        tests="""from slugs import slugify, unique_slug
 
 
 def test_slug():
@@ -347,8 +347,8 @@ def test_slug():
 
 def test_unique():
     assert unique_slug("a b", {"a-b"}) == "a-b-2"
-''',
-        heldout='''from slugs import slugify, unique_slug
+""",
+        heldout="""from slugs import slugify, unique_slug
 
 
 def test_digits():
@@ -357,7 +357,7 @@ def test_digits():
 
 def test_unique_twice():
     assert unique_slug("X", {"x", "x-2"}) == "x-3"
-''',
+""",
     ),
     Bug(
         name="h_clamp_swapped_args",
@@ -392,7 +392,7 @@ def set_volume(level):
 def step(level, delta):
     return set_volume(level + delta)
 ''',
-        tests='''from volume import set_volume, step
+        tests="""from volume import set_volume, step
 
 
 def test_in_range():
@@ -401,8 +401,8 @@ def test_in_range():
 
 def test_too_loud():
     assert step(95, 10) == 100
-''',
-        heldout='''from volume import set_volume, step
+""",
+        heldout="""from volume import set_volume, step
 
 
 def test_negative():
@@ -411,7 +411,7 @@ def test_negative():
 
 def test_step_down():
     assert step(50, -20) == 30
-''',
+""",
     ),
     Bug(
         name="h_average_empty",
@@ -440,7 +440,7 @@ def average(ratings):
 def best(products):
     return max(products, key=lambda name: average(products[name]))
 ''',
-        tests='''from ratings import average, best
+        tests="""from ratings import average, best
 
 
 def test_average():
@@ -449,8 +449,8 @@ def test_average():
 
 def test_best_with_unrated():
     assert best({"a": [3], "b": [], "c": [5, 4]}) == "c"
-''',
-        heldout='''from ratings import average
+""",
+        heldout="""from ratings import average
 
 
 def test_empty():
@@ -459,7 +459,7 @@ def test_empty():
 
 def test_one():
     assert average([2]) == 2
-''',
+""",
     ),
     Bug(
         name="h_dedupe_quadratic",
@@ -490,7 +490,7 @@ def dedupe(ids):
             out.append(i)
     return out
 ''',
-        tests='''from dedupe import dedupe
+        tests="""from dedupe import dedupe
 
 
 def test_order():
@@ -500,8 +500,8 @@ def test_order():
 def test_many():
     ids = list(range(6000)) * 2
     assert dedupe(ids) == list(range(6000))
-''',
-        heldout='''from dedupe import dedupe
+""",
+        heldout="""from dedupe import dedupe
 
 
 def test_empty():
@@ -510,7 +510,7 @@ def test_empty():
 
 def test_strings():
     assert dedupe(["a", "b", "a"]) == ["a", "b"]
-''',
+""",
         perf_test="tests/test_dedupe.py::test_many",
     ),
     Bug(
@@ -537,7 +537,7 @@ def paths(rows, cols):
         return 1
     return paths(rows - 1, cols) + paths(rows, cols - 1)
 ''',
-        tests='''from paths import paths
+        tests="""from paths import paths
 
 
 def test_small():
@@ -546,8 +546,8 @@ def test_small():
 
 def test_large():
     assert paths(11, 11) == 705432
-''',
-        heldout='''from paths import paths
+""",
+        heldout="""from paths import paths
 
 
 def test_line():
@@ -556,7 +556,7 @@ def test_line():
 
 def test_rect():
     assert paths(3, 2) == 10
-''',
+""",
         perf_test="tests/test_paths.py::test_large",
     ),
     Bug(
@@ -584,7 +584,7 @@ def is_leap(year):
 def days_in_year(year):
     return 366 if is_leap(year) else 365
 ''',
-        tests='''from calendar_util import days_in_year, is_leap
+        tests="""from calendar_util import days_in_year, is_leap
 
 
 def test_leap():
@@ -597,8 +597,8 @@ def test_century():
 
 def test_days():
     assert days_in_year(2000) == 366
-''',
-        heldout='''from calendar_util import is_leap
+""",
+        heldout="""from calendar_util import is_leap
 
 
 def test_common():
@@ -607,7 +607,7 @@ def test_common():
 
 def test_400():
     assert is_leap(1600)
-''',
+""",
     ),
     Bug(
         name="h_config_key",
@@ -638,7 +638,7 @@ def setting(overrides, name):
 def timeout(overrides):
     return setting(overrides, "timeout") * 1000
 ''',
-        tests='''from settings import setting, timeout
+        tests="""from settings import setting, timeout
 
 
 def test_override():
@@ -647,8 +647,8 @@ def test_override():
 
 def test_default_timeout():
     assert timeout({}) == 10000
-''',
-        heldout='''from settings import setting
+""",
+        heldout="""from settings import setting
 
 
 def test_default_retries():
@@ -657,7 +657,7 @@ def test_default_retries():
 
 def test_override_timeout():
     assert setting({"timeout": 1}, "timeout") == 1
-''',
+""",
     ),
     Bug(
         name="h_bisect_three_commits",
@@ -684,7 +684,7 @@ def windows(seq, width):
 def moving_sum(seq, width):
     return [sum(w) for w in windows(seq, width)]
 ''',
-        tests='''from windows import moving_sum, windows
+        tests="""from windows import moving_sum, windows
 
 
 def test_windows():
@@ -693,8 +693,8 @@ def test_windows():
 
 def test_moving():
     assert moving_sum([1, 2, 3, 4], 3) == [6, 9]
-''',
-        heldout='''from windows import windows
+""",
+        heldout="""from windows import windows
 
 
 def test_full_width():
@@ -703,7 +703,7 @@ def test_full_width():
 
 def test_width_one():
     assert windows("ab", 1) == ["a", "b"]
-''',
+""",
         noise=2,
     ),
     Bug(
@@ -728,7 +728,7 @@ def ranks(scores):
         out.append(order.index(s) + 1)
     return out
 ''',
-        tests='''from ranking import ranks
+        tests="""from ranking import ranks
 
 
 def test_ranks():
@@ -738,8 +738,8 @@ def test_ranks():
 def test_many():
     scores = list(range(2500))
     assert ranks(scores)[0] == 2500
-''',
-        heldout='''from ranking import ranks
+""",
+        heldout="""from ranking import ranks
 
 
 def test_single():
@@ -748,7 +748,7 @@ def test_single():
 
 def test_ties():
     assert ranks([7, 7, 1]) == [1, 1, 3]
-''',
+""",
         perf_test="tests/test_ranking.py::test_many",
     ),
     Bug(
@@ -787,7 +787,7 @@ def sell(levels, item, amount):
     new[item] -= amount
     return new
 ''',
-        tests='''import pytest
+        tests="""import pytest
 
 from stock import restock, sell
 
@@ -803,8 +803,8 @@ def test_sell():
 def test_oversell():
     with pytest.raises(ValueError):
         sell({}, "a", 1)
-''',
-        heldout='''from stock import restock
+""",
+        heldout="""from stock import restock
 
 
 def test_restock_new():
@@ -815,6 +815,6 @@ def test_restock_keeps_input():
     levels = {"a": 1}
     restock(levels, "a", 1)
     assert levels == {"a": 1}
-''',
+""",
     ),
 ]

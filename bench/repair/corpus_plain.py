@@ -37,7 +37,7 @@ def rect_perimeter(w, h):
 def square_area(side):
     return rect_area(side, side)
 ''',
-        tests='''from shapes import rect_area, rect_perimeter, square_area
+        tests="""from shapes import rect_area, rect_perimeter, square_area
 
 
 def test_area():
@@ -50,8 +50,8 @@ def test_perimeter():
 
 def test_square():
     assert square_area(5) == 25
-''',
-        heldout='''from shapes import rect_perimeter
+""",
+        heldout="""from shapes import rect_perimeter
 
 
 def test_perimeter_square():
@@ -60,7 +60,7 @@ def test_perimeter_square():
 
 def test_perimeter_flat():
     assert rect_perimeter(5, 0) == 10
-''',
+""",
     ),
     Bug(
         name="n_range_sum_off_by_one",
@@ -92,7 +92,7 @@ def sum_to(n):
 def squares_to(n):
     return [i * i for i in range(1, n + 1)]
 ''',
-        tests='''from series import squares_to, sum_to
+        tests="""from series import squares_to, sum_to
 
 
 def test_sum():
@@ -101,8 +101,8 @@ def test_sum():
 
 def test_squares():
     assert squares_to(3) == [1, 4, 9]
-''',
-        heldout='''from series import sum_to
+""",
+        heldout="""from series import sum_to
 
 
 def test_sum_one():
@@ -115,7 +115,7 @@ def test_sum_zero():
 
 def test_sum_hundred():
     assert sum_to(100) == 5050
-''',
+""",
     ),
     Bug(
         name="n_adult_boundary",
@@ -153,7 +153,7 @@ def category(age):
         return "teen"
     return "adult"
 ''',
-        tests='''from ages import category, is_adult
+        tests="""from ages import category, is_adult
 
 
 def test_adult():
@@ -166,8 +166,8 @@ def test_eighteen():
 
 def test_child():
     assert category(5) == "child"
-''',
-        heldout='''from ages import category, is_adult
+""",
+        heldout="""from ages import category, is_adult
 
 
 def test_exact():
@@ -176,7 +176,7 @@ def test_exact():
 
 def test_teen():
     assert category(17) == "teen"
-''',
+""",
     ),
     Bug(
         name="n_format_name_none",
@@ -204,7 +204,7 @@ def full_name(first, middle, last):
 def initials(first, last):
     return first[0] + last[0]
 ''',
-        tests='''from names import full_name, initials
+        tests="""from names import full_name, initials
 
 
 def test_middle():
@@ -217,8 +217,8 @@ def test_no_middle():
 
 def test_initials():
     assert initials("Grace", "Hopper") == "GH"
-''',
-        heldout='''from names import full_name
+""",
+        heldout="""from names import full_name
 
 
 def test_no_middle_again():
@@ -227,7 +227,7 @@ def test_no_middle_again():
 
 def test_middle_again():
     assert full_name("J", "Ronald", "T") == "J R. T"
-''',
+""",
     ),
     Bug(
         name="n_max_gap_wrong_variable",
@@ -257,7 +257,7 @@ def max_gap(values):
             best = b
     return best
 ''',
-        tests='''from gaps import max_gap
+        tests="""from gaps import max_gap
 
 
 def test_gap():
@@ -266,8 +266,8 @@ def test_gap():
 
 def test_single():
     assert max_gap([4]) == 0
-''',
-        heldout='''from gaps import max_gap
+""",
+        heldout="""from gaps import max_gap
 
 
 def test_even():
@@ -276,7 +276,7 @@ def test_even():
 
 def test_negative():
     assert max_gap([-5, 5]) == 10
-''',
+""",
     ),
     Bug(
         name="n_word_count_missing_call",
@@ -312,7 +312,7 @@ def counts(text):
             result[word] = result.get(word, 0) + 1
     return result
 ''',
-        tests='''from words import counts, normalise
+        tests="""from words import counts, normalise
 
 
 def test_normalise():
@@ -321,8 +321,8 @@ def test_normalise():
 
 def test_counts():
     assert counts("The cat. the CAT") == {"the": 2, "cat": 2}
-''',
-        heldout='''from words import counts
+""",
+        heldout="""from words import counts
 
 
 def test_punctuation_only():
@@ -331,7 +331,7 @@ def test_punctuation_only():
 
 def test_simple():
     assert counts("a b a") == {"a": 2, "b": 1}
-''',
+""",
     ),
     Bug(
         name="n_power_swapped",
@@ -363,7 +363,7 @@ def doubling_years(rate):
         years += 1
     return years
 ''',
-        tests='''from growth import doubling_years, grow
+        tests="""from growth import doubling_years, grow
 
 
 def test_grow():
@@ -372,8 +372,8 @@ def test_grow():
 
 def test_doubling():
     assert doubling_years(0.5) == 2
-''',
-        heldout='''from growth import grow
+""",
+        heldout="""from growth import grow
 
 
 def test_zero_years():
@@ -382,7 +382,7 @@ def test_zero_years():
 
 def test_zero_rate():
     assert grow(10, 0, 5) == 10
-''',
+""",
     ),
     Bug(
         name="n_ratio_zero_division",
@@ -410,7 +410,7 @@ def success_ratio(ok, total):
 def percent(ok, total):
     return round(100 * success_ratio(ok, total), 1)
 ''',
-        tests='''from ratios import percent, success_ratio
+        tests="""from ratios import percent, success_ratio
 
 
 def test_ratio():
@@ -419,8 +419,8 @@ def test_ratio():
 
 def test_percent_empty():
     assert percent(0, 0) == 0.0
-''',
-        heldout='''from ratios import percent, success_ratio
+""",
+        heldout="""from ratios import percent, success_ratio
 
 
 def test_ratio_empty():
@@ -429,7 +429,7 @@ def test_ratio_empty():
 
 def test_percent():
     assert percent(1, 3) == 33.3
-''',
+""",
     ),
     Bug(
         name="n_last_n_index",
@@ -457,7 +457,7 @@ def last(items):
 def last_n(items, n):
     return items[-n:] if n else []
 ''',
-        tests='''from history import last, last_n
+        tests="""from history import last, last_n
 
 
 def test_last():
@@ -470,8 +470,8 @@ def test_last_empty():
 
 def test_last_n():
     assert last_n([1, 2, 3], 2) == [2, 3]
-''',
-        heldout='''from history import last
+""",
+        heldout="""from history import last
 
 
 def test_last_one():
@@ -480,7 +480,7 @@ def test_last_one():
 
 def test_last_empty_tuple():
     assert last(()) is None
-''',
+""",
     ),
     Bug(
         name="n_price_key_error",
@@ -510,7 +510,7 @@ def price_of(name):
 def order_total(names):
     return sum(price_of(n) for n in names)
 ''',
-        tests='''from catalog import order_total, price_of
+        tests="""from catalog import order_total, price_of
 
 
 def test_price():
@@ -519,8 +519,8 @@ def test_price():
 
 def test_unknown_item_is_free():
     assert order_total(["apple", "kiwi"]) == 3
-''',
-        heldout='''from catalog import price_of
+""",
+        heldout="""from catalog import price_of
 
 
 def test_unknown():
@@ -529,7 +529,7 @@ def test_unknown():
 
 def test_pear():
     assert price_of("pear") == 4
-''',
+""",
     ),
     Bug(
         name="n_index_missing_return",
@@ -560,7 +560,7 @@ def build_index(records, key):
 def lookup(records, key, value):
     return build_index(records, key).get(value, [])
 ''',
-        tests='''from index import build_index, lookup
+        tests="""from index import build_index, lookup
 
 
 def test_build():
@@ -569,8 +569,8 @@ def test_build():
 
 def test_lookup_missing():
     assert lookup([{"k": 1}], "k", 2) == []
-''',
-        heldout='''from index import lookup
+""",
+        heldout="""from index import lookup
 
 
 def test_lookup_two():
@@ -580,7 +580,7 @@ def test_lookup_two():
 
 def test_empty():
     assert lookup([], "k", 1) == []
-''',
+""",
     ),
     Bug(
         name="n_find_min_comparison",
@@ -622,7 +622,7 @@ def largest(values):
             best = v
     return best
 ''',
-        tests='''from extremes import largest, smallest
+        tests="""from extremes import largest, smallest
 
 
 def test_smallest():
@@ -631,8 +631,8 @@ def test_smallest():
 
 def test_largest():
     assert largest([4, 2, 8]) == 8
-''',
-        heldout='''from extremes import smallest
+""",
+        heldout="""from extremes import smallest
 
 
 def test_negative():
@@ -641,7 +641,7 @@ def test_negative():
 
 def test_single():
     assert smallest([7]) == 7
-''',
+""",
     ),
     Bug(
         name="n_chunk_off_by_one",
@@ -667,7 +667,7 @@ def chunks(items, size):
 def chunk_count(items, size):
     return len(chunks(items, size))
 ''',
-        tests='''from chunks import chunk_count, chunks
+        tests="""from chunks import chunk_count, chunks
 
 
 def test_chunks():
@@ -676,8 +676,8 @@ def test_chunks():
 
 def test_count():
     assert chunk_count(list(range(6)), 3) == 2
-''',
-        heldout='''from chunks import chunks
+""",
+        heldout="""from chunks import chunks
 
 
 def test_one_chunk():
@@ -686,7 +686,7 @@ def test_one_chunk():
 
 def test_empty():
     assert chunks([], 2) == []
-''',
+""",
     ),
     Bug(
         name="n_tax_constant",
@@ -718,7 +718,7 @@ def overtime(hours, rate):
     extra = max(0, hours - 41)
     return extra * rate * 1.5
 ''',
-        tests='''from payroll import overtime, weekly
+        tests="""from payroll import overtime, weekly
 
 
 def test_weekly():
@@ -727,8 +727,8 @@ def test_weekly():
 
 def test_overtime():
     assert overtime(42, 10) == 30
-''',
-        heldout='''from payroll import overtime
+""",
+        heldout="""from payroll import overtime
 
 
 def test_none():
@@ -737,7 +737,7 @@ def test_none():
 
 def test_one_hour():
     assert overtime(41, 2) == 3
-''',
+""",
     ),
     Bug(
         name="n_validate_boolop",
@@ -759,7 +759,7 @@ def strong(password):
     has_upper = any(c.isupper() for c in password)
     return len(password) >= 8 and has_digit or has_upper
 ''',
-        tests='''from passwords import strong
+        tests="""from passwords import strong
 
 
 def test_strong():
@@ -768,8 +768,8 @@ def test_strong():
 
 def test_short():
     assert not strong("Ab1")
-''',
-        heldout='''from passwords import strong
+""",
+        heldout="""from passwords import strong
 
 
 def test_no_digit():
@@ -778,7 +778,7 @@ def test_no_digit():
 
 def test_no_upper():
     assert not strong("abcdefg1")
-''',
+""",
     ),
     Bug(
         name="n_merge_wrong_variable",
@@ -818,7 +818,7 @@ def merge(left, right):
     out.extend(right[i:])
     return out
 ''',
-        tests='''from merge import merge
+        tests="""from merge import merge
 
 
 def test_merge():
@@ -827,8 +827,8 @@ def test_merge():
 
 def test_empty_left():
     assert merge([], [1]) == [1]
-''',
-        heldout='''from merge import merge
+""",
+        heldout="""from merge import merge
 
 
 def test_interleaved():
@@ -837,7 +837,7 @@ def test_interleaved():
 
 def test_right_longer():
     assert merge([9], [1, 2, 3]) == [1, 2, 3, 9]
-''',
+""",
     ),
     Bug(
         name="n_temperature_operator",
@@ -863,7 +863,7 @@ def to_fahrenheit(celsius):
 def to_celsius(fahrenheit):
     return (fahrenheit + 32) * 5 / 9
 ''',
-        tests='''from temperature import to_celsius, to_fahrenheit
+        tests="""from temperature import to_celsius, to_fahrenheit
 
 
 def test_boiling():
@@ -872,8 +872,8 @@ def test_boiling():
 
 def test_freezing():
     assert to_celsius(32) == 0
-''',
-        heldout='''from temperature import to_celsius
+""",
+        heldout="""from temperature import to_celsius
 
 
 def test_body():
@@ -882,6 +882,6 @@ def test_body():
 
 def test_minus_forty():
     assert to_celsius(-40) == -40
-''',
+""",
     ),
 ]

@@ -15,7 +15,7 @@ from agent.records import Anomaly, AnomalyKind, Diagnosis, Severity
 
 pytestmark = pytest.mark.slow
 
-GOOD = '''def total(prices, discount):
+GOOD = """def total(prices, discount):
     s = 0
     for p in prices:
         s += p
@@ -26,8 +26,8 @@ GOOD = '''def total(prices, discount):
 
 def count(prices):
     return len(prices)
-'''
-TESTS = '''from shop import count, total
+"""
+TESTS = """from shop import count, total
 
 
 def test_total():
@@ -40,13 +40,24 @@ def test_discount():
 
 def test_count():
     assert count([1, 2]) == 2
-'''
+"""
 
 
 def _anomaly(repo: Path, tests: tuple[str, ...], base: str, kind: AnomalyKind) -> Anomaly:
     head = git(repo, "rev-parse", "HEAD").strip()
-    return Anomaly("an-1", kind, "new_failure", Severity.HIGH, 0.9, tests[0], "broke",
-                   time.time_ns(), commit=head, baseline_commit=base, tests=tests)
+    return Anomaly(
+        "an-1",
+        kind,
+        "new_failure",
+        Severity.HIGH,
+        0.9,
+        tests[0],
+        "broke",
+        time.time_ns(),
+        commit=head,
+        baseline_commit=base,
+        tests=tests,
+    )
 
 
 def test_culprit_commit_ranked_line_frame_and_ladder(make_repo) -> None:
