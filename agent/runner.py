@@ -128,6 +128,7 @@ def scrubbed_env(base: Mapping[str, str], home: Path, worktree: Path) -> dict[st
         PIP_NO_INPUT="1",
         GIT_TERMINAL_PROMPT="0",
         SELFHEAL_VALIDATING="1",
+        SELFHEAL_DISABLE="1",  # the plugin's own switch: a validation run never heals
         # The worktree's own code must shadow an editable install of the same project.
         PYTHONPATH=os.pathsep.join(str(p) for p in _import_roots(worktree)),
     )

@@ -25,10 +25,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.config import load_config  # noqa: E402
 from agent.conductor import Conductor  # noqa: E402
-from agent.phases.validation import ValidationRequest, validate_baton  # noqa: E402
-from agent.phases.validation import stages  # noqa: E402
+from agent.config import load_config  # noqa: E402
+from agent.phases.validation import (  # noqa: E402
+    ValidationRequest,
+    stages,
+    validate_baton,
+)
 from agent.records import Anomaly, AnomalyKind, FixType, Patch, Severity  # noqa: E402
 
 MODULES = 40
@@ -186,13 +189,15 @@ def record_coverage_map(root: Path) -> float:
 
 
 def xdist_sweep(root: Path, sizes: list[int], per_file: int) -> None:
-    """Serial against `-n 2` on growing sets of whole test files: where does xdist pay?"""
+    """Serial against `-n 2`, in the sandbox with coverage as validation runs them."""
+    from agent.runner import run_pytest
+
     files = sorted(str(p.relative_to(root)) for p in (root / "tests").glob("test_mod_*.py"))
-    print("xdist crossover (serial vs -n 2, seconds):")
+    print("xdist crossover (validation runs with coverage; serial vs -n 2, seconds):")
     for size in sizes:
         chosen = files[: max(1, round(size / per_file))]
-        serial = pytest_time(root, chosen)
-        parallel = pytest_time(root, ["-n", "2", *chosen])
+        serial = run_pytest(root, chosen, patch_id="sweep", coverage=True).duration_s
+        parallel = run_pytest(root, chosen, patch_id="sweep", coverage=True, workers=2).duration_s
         print(
             f"  {len(chosen) * per_file:5d} tests: serial {serial:6.2f}  -n 2 {parallel:6.2f}  "
             f"gain {serial / parallel:4.2f}x"
@@ -258,7 +263,7 @@ def main() -> int:
         print(f"recording the coverage map (pytest --selfheal): {record_coverage_map(root):.2f}s")
         if not args.no_sweep:
             per_file = (args.tests - PRICING_TESTS.count("def test_")) // MODULES
-            xdist_sweep(root, [50, 200, 400, 1000, args.tests], per_file)
+            xdist_sweep(root, [400, 1000, args.tests], per_file)
         with Conductor(load_config(root)) as cond:
             fix = patch_for(root, PRICE_FIXED, "fix")
             times: dict[str, list[float]] = {"affected": [], "full": []}
@@ -266,9 +271,8 @@ def main() -> int:
                 for selection in ("affected", "full"):
                     elapsed, passed, failed, chosen = run_once(cond, fix, selection, cold=True)
                     times[selection].append(elapsed)
-                    print(
-                        f"  fix, {selection:8s}: {elapsed:6.2f}s passed={passed} {failed} [{chosen}]"
-                    )
+                    verdict = f"passed={passed} {failed} [{chosen}]"
+                    print(f"  fix, {selection:8s}: {elapsed:6.2f}s {verdict}")
             med = {k: statistics.median(v) for k, v in times.items()}
             print(
                 f"one-function fix: affected median {med['affected']:.2f}s, "

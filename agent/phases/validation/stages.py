@@ -97,7 +97,7 @@ def _workers(baton: ValidationBaton) -> int:
     chosen = baton.selection
     if chosen is None or not selection.xdist_available():
         return 0
-    return selection.workers_for(baton.known_tests, chosen.full)
+    return selection.workers_for(baton.known_tests)
 
 
 def _wide_args(baton: ValidationBaton, combined: bool) -> list[str]:
