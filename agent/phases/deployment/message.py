@@ -25,8 +25,9 @@ def _ms(ns: float | None) -> str:
     return "?" if ns is None else f"{ns / 1e6:.1f} ms"
 
 
-def _pct(value: float | None) -> str:
-    return "?" if value is None else f"{value:.1f}%"
+def _pct(fraction: float | None) -> str:
+    # ValidationResult keeps coverage as a fraction of statements (0..1).
+    return "?" if fraction is None else f"{100 * fraction:.1f}%"
 
 
 def cause_lines(diagnosis: Diagnosis | None) -> list[str]:

@@ -114,7 +114,7 @@ def assess(
     if not gone and "not seen" in why:
         return Verdict(PENDING, (why,))
     failing_before = before[-1].failing if before else frozenset()
-    new = sorted(after[-1].failing - failing_before - {anomaly.subject})
+    new = sorted(after[-1].failing - failing_before - {anomaly.subject, *anomaly.tests})
     reasons = [why]
     if new:
         reasons.append(f"newly failing since the fix: {', '.join(new[:5])}")

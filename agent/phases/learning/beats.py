@@ -132,12 +132,13 @@ def load_deployment_info(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
 # 3 -------------------------------------------------------------------------------------
 def _collect(store: Store, repo: Path, case: Case) -> Case:
     a, applied = case.anomaly, case.applied
-    if observe.is_test_subject(store, a):
-        before = observe.run_sample(store, a.run_id, a.subject) if a.run_id else None
+    tests = observe.subject_tests(store, a)
+    if tests:
+        before = observe.run_sample(store, a.run_id, tests) if a.run_id else None
         baseline = (
-            observe.run_sample(store, a.baseline_run_id, a.subject) if a.baseline_run_id else None
+            observe.run_sample(store, a.baseline_run_id, tests) if a.baseline_run_id else None
         )
-        after = observe.runs_after(store, repo, a.subject, a.run_id, applied.commit)
+        after = observe.runs_after(store, repo, tests, a.run_id, applied.commit)
         return dataclasses.replace(
             case, before=(before,) if before else (), baseline=baseline, after=tuple(after)
         )

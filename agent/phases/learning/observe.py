@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,8 +47,8 @@ def _coverage(store: Store, run_id: int, commit: str) -> float | None:
     return 100.0 * row[1] / row[0] if row and row[0] else None
 
 
-def run_sample(store: Store, run_id: int, subject: str) -> Sample | None:
-    """The subject test and the suite's failures in one recorded test run."""
+def run_sample(store: Store, run_id: int, tests: Sequence[str]) -> Sample | None:
+    """The subject's tests and the suite's failures in one recorded test run."""
     run = _run_row(store, run_id)
     rows = store.conn.execute(
         "SELECT nodeid, outcome, call_ns FROM test_history WHERE run_id = ?", (run_id,)
@@ -55,14 +56,15 @@ def run_sample(store: Store, run_id: int, subject: str) -> Sample | None:
     if run is None or not rows:
         return None
     failing = frozenset(str(n) for n, o, _ in rows if o in FAILED)
-    mine = [(str(o), int(c)) for n, o, c in rows if n == subject]
+    wanted = set(tests)
+    mine = [(str(o), int(c)) for n, o, c in rows if n in wanted]
     return Sample(
         run_id=run_id,
         started_ns=run[0],
         commit=run[1],
         subject_seen=bool(mine),
-        subject_failed=bool(mine) and mine[0][0] in FAILED,
-        subject_ns=float(mine[0][1]) if mine else None,
+        subject_failed=any(o in FAILED for o, _ in mine),
+        subject_ns=float(sum(c for _, c in mine)) if mine else None,
         failing=failing,
         tests=len(rows),
         coverage=_coverage(store, run_id, run[1]),
@@ -70,7 +72,7 @@ def run_sample(store: Store, run_id: int, subject: str) -> Sample | None:
 
 
 def runs_after(
-    store: Store, repo: Path, subject: str, after_run: int, applied: str
+    store: Store, repo: Path, tests: Sequence[str], after_run: int, applied: str
 ) -> list[Sample]:
     """Later test runs whose commit contains the applied fix, oldest first (dirty runs too:
     a developer's uncommitted work on top of the fix still runs the fix)."""
@@ -85,7 +87,7 @@ def runs_after(
         if commit not in ancestry:
             ancestry[commit] = is_ancestor(repo, applied, str(commit))
         if ancestry[commit]:
-            sample = run_sample(store, int(run_id), subject)
+            sample = run_sample(store, int(run_id), tests)
             if sample is not None:
                 samples.append(sample)
     return samples[:MAX_AFTER_RUNS]
@@ -126,8 +128,17 @@ def telemetry_samples(
     return out
 
 
-def is_test_subject(store: Store, anomaly: Anomaly) -> bool:
-    row = store.conn.execute(
-        "SELECT 1 FROM test_history WHERE nodeid = ? LIMIT 1", (anomaly.subject,)
-    ).fetchone()
-    return row is not None
+def subject_tests(store: Store, anomaly: Anomaly) -> tuple[str, ...]:
+    """The recorded tests that show the anomaly: its subject when that is a test node id,
+    else its tests (an error anomaly's subject is an exception signature); () for telemetry."""
+    for candidates in ((anomaly.subject,), anomaly.tests):
+        known = tuple(
+            t
+            for t in candidates
+            if store.conn.execute(
+                "SELECT 1 FROM test_history WHERE nodeid = ? LIMIT 1", (t,)
+            ).fetchone()
+        )
+        if known:
+            return known
+    return ()

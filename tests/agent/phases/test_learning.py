@@ -195,3 +195,20 @@ def test_performance_fix_judged_on_timing_against_baseline(make_repo: Any, tmp_p
     assert rec.outcome == "success"
     assert (rec.before["duration_ms"], rec.after["duration_ms"]) == (40.0, 11.5)
     assert round(rec.performance_improvement, 4) == round((40 - 11.5) / 40, 4)
+
+
+def test_error_anomaly_named_by_signature_is_followed_through_its_tests(
+    make_repo: Any, tmp_path: Path
+) -> None:
+    repo = project(make_repo)
+    cfg = config(repo)
+    patch, a = broken_history(repo, cfg, "repair_template")
+    with Store.open(cfg.store) as s:
+        s.put(dataclasses.replace(a, subject="AssertionError@test_calc.py:test_total"))
+    agit.run_git(repo, "apply", "--index", "-", input_text=patch.diff)
+    git(repo, "commit", "-q", "-m", "fix total")
+    with Store.open(cfg.store) as s:
+        record_run(s, agit.head_commit(repo), green())
+    (rec,) = track(cfg, tmp_path).records
+    assert rec.outcome == "success", rec.insights
+    assert (rec.before["failure_rate"], rec.after["failure_rate"]) == (1.0, 0.0)
