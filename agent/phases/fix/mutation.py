@@ -162,15 +162,20 @@ def _statement_mutants(text: str, tree: ast.Module, line: int) -> Iterator[Mutan
 
 
 def _call_mutants(text: str, tree: ast.Module, line: int) -> Iterator[Mutant]:
-    """A missing call: wrap a variable in a one-argument function the module already calls
-    on something else nearby."""
-    callees = sorted(
-        {
-            n.func.id
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and len(n.args) == 1
-        }
-    )
+    """A missing call: wrap a variable in a one-argument function of this module, or one the
+    module already calls on something else (the enclosing function excluded)."""
+    called = {
+        n.func.id
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and len(n.args) == 1
+    }
+    defined = {
+        f.name
+        for f in tree.body
+        if isinstance(f, ast.FunctionDef) and len(f.args.args) - len(f.args.defaults) == 1
+    }
+    here = enclosing_function(tree, line)
+    callees = sorted((called | defined) - {here.name if here else ""})
     for node in walk_at_line(tree, line):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in callees:
             for fn in callees:

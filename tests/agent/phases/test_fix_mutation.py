@@ -57,3 +57,13 @@ def _behaves(text: str) -> bool:
         return run(text, "total", 4) == 10 and run(text, "total", 1) == 1
     except Exception:
         return False
+
+
+def test_missing_call_of_a_helper_defined_in_the_module() -> None:
+    src = (
+        "def clean(w):\n    return w.strip().lower()\n\n\n"
+        "def count(words):\n    out = {}\n    for raw in words:\n        w = raw\n"
+        "        out[w] = out.get(w, 0) + 1\n    return out\n"
+    )
+    assert any("w = clean(raw)" in t for t in _texts(src, 8))
+    assert not any("count(raw)" in t for t in _texts(src, 8))  # not the function itself
