@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 # Variables that carry credentials, by name; cloud SDK settings go too (they point at keys).
 _SECRET = re.compile(
@@ -40,6 +40,8 @@ DEFAULT_MEMORY_BYTES = 4 << 30
 @dataclass(frozen=True)
 class TestOutcome:
     """One test's result in one attempt, as the plugin wrote it."""
+
+    __test__: ClassVar[bool] = False  # not a test class, whatever pytest thinks of the name
 
     nodeid: str
     outcome: str  # passed | failed | skipped | error | xfailed | xpassed
