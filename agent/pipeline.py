@@ -26,6 +26,7 @@ class TestRun:
     root: Path | None = None
     rerun: Any = None  # agent.phases.anomaly.RerunSpec, or None for no confirming re-runs
     coverage: Mapping[str, Any] | None = None  # {"per_test": ..., "statements": ...}
+    sampler: Any = None  # agent.phases.anomaly.model.Sampler: in-process timing re-runs
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ def run_after_tests(
                 root=run.root,
                 rerun=run.rerun,
                 coverage_map_id=map_id,
+                sampler=run.sampler,
             ),
         )
         timings["anomaly"] = _lap(started) - timings["telemetry"]

@@ -137,6 +137,7 @@ class Recorder:
             )
         )
         self._hooked = ""
+        self.paused: Callable[[], bool] = lambda: False  # True while the sampler re-runs
         self._spans: dict[str, Any] = {}
         self._phases: dict[str, dict[str, int]] = {}
         self._failure: dict[str, tuple[str, str, str]] = {}
@@ -144,6 +145,9 @@ class Recorder:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, None, None]:
+        if self.paused():
+            yield
+            return
         if not self._hooked:
             self._hooked = hook_global_provider(self.collector)
         self.collector.drain()  # spans ended between tests belong to no test
@@ -166,6 +170,8 @@ class Recorder:
         self, item: pytest.Item, call: pytest.CallInfo[None]
     ) -> Generator[None, Any, None]:
         outcome = yield
+        if self.paused():
+            return
         report: pytest.TestReport = outcome.get_result()
         self._phases.setdefault(item.nodeid, {})[report.when] = int(report.duration * 1e9)
         self._note_outcome(item.nodeid, report)

@@ -33,6 +33,7 @@ def summary(result: Any, info: Any, problems: list[str], coverage: str) -> dict[
         "notes": list(result.notes) if result is not None else [],
         "problems": list(problems),
         "healing": _healing(result, info),
+        "timings_ms": dict(result.timings_ms) if result is not None else {},
     }
 
 

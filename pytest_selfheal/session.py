@@ -199,7 +199,7 @@ class Controller:
         self._end_session(session)
         if self.recorder is not None:
             self.recorder.shutdown()
-        self.result = self._run_pipeline()
+        self.result = self._run_pipeline(session)
         self._write_reports()
         self._apply_fail_on(session)
 
@@ -223,7 +223,7 @@ class Controller:
         self.events.append(replace(span_to_event(span, EventSource.SPAN)))
         self._provider.shutdown()
 
-    def _run_pipeline(self) -> Any:
+    def _run_pipeline(self, session: pytest.Session) -> Any:
         from agent.errors import SelfHealError
         from agent.pipeline import TestRun, run_after_tests
 
@@ -238,6 +238,7 @@ class Controller:
             root=self.root,
             rerun=self._rerun_spec(),
             coverage=self._coverage if self.collect_coverage else None,
+            sampler=self._sampler(session),
         )
         try:
             return run_after_tests(self.settings, run, store=store, progress=self._progress)
@@ -254,6 +255,16 @@ class Controller:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write_line(message)
+
+    def _sampler(self, session: pytest.Session) -> Any:
+        """In-process timing re-runs when this process ran the tests (not under xdist)."""
+        if self.recorder is None or not session.items:
+            return None
+        from pytest_selfheal.sampler import InProcessSampler
+
+        sampler = InProcessSampler(session)
+        self.recorder.paused = lambda: sampler.sampling
+        return sampler
 
     def _rerun_spec(self) -> Any:
         from agent.phases.anomaly import RerunSpec

@@ -12,7 +12,7 @@ from agent.store import Store
 
 # Runs looked at when assembling per-test history: more than `history` so that tests skipped
 # by `-k` or `--lf` in some runs still get a full sample.
-RUN_WINDOW_FACTOR = 5
+RUN_WINDOW_FACTOR = 2
 
 
 def load_current(store: Store, run_id: int) -> tuple[m.TestObservation, ...]:

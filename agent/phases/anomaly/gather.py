@@ -13,6 +13,7 @@ from agent.phases.anomaly.model import (
     AnomalyBaton,
     Confirmation,
     CoverageFacts,
+    Sampler,
     TestObservation,
 )
 
@@ -39,28 +40,54 @@ def load_test_run(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
 
 
 def confirm_by_rerun(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
-    """Re-run timing suspects and new failures in a fresh process (skipped without a spec)."""
-    spec = baton.request.rerun
-    if spec is None or not baton.current:
+    """Re-run timing suspects (in place when a sampler is given) and new failures (alone)."""
+    req = baton.request
+    if (req.rerun is None and req.sampler is None) or not baton.current:
         return baton
     suspects = performance.screen(baton.current, baton.history, ctx.config)
-    failing = errors.needs_confirmation(baton.current, dict(baton.history), baton.request)
-    counts = {s.nodeid: s.reruns for s in suspects}
+    failing = errors.needs_confirmation(baton.current, dict(baton.history), req)
+    timing = {s.nodeid: s.reruns for s in suspects}
+    problems: list[str] = []
+    durations = _sample(req.sampler, suspects, problems)
+    counts = {n: c for n, c in timing.items() if n not in durations}
     counts.update({n: errors.CONFIRM_RUNS for n in failing})
-    if not counts:
-        return baton
-    result = rerun.rerun(spec, list(counts), counts)
-    problems = [result.error] if result.error else []
+    result = rerun.RerunResult(())
+    if req.rerun is not None and counts:
+        result = rerun.rerun(req.rerun, list(counts), counts)
+        if result.error:
+            problems.append(result.error)
+    durations.update({n: result.durations(n) for n in timing if n in counts})
     alone = {n: result.outcomes(n) for n in failing if result.outcomes(n)}
-    in_order = _order_checks(baton.current, alone, spec, problems)
-    conf = Confirmation(
-        durations={s.nodeid: result.durations(s.nodeid) for s in suspects},
-        alone=alone,
-        in_order=in_order,
-        errors=tuple(problems),
-    )
+    in_order = _order_checks(baton.current, alone, req.rerun, problems) if req.rerun else {}
+    conf = Confirmation(durations=durations, alone=alone, in_order=in_order, errors=tuple(problems))
     notes = tuple(f"confirming re-run: {p}" for p in problems)
+    if timing:
+        runs = sum(len(d) for d in durations.values())
+        notes += (f"re-ran {len(timing)} timing suspect(s) {runs} times to confirm",)
     return dataclasses.replace(baton, confirmation=conf, notes=baton.notes + notes)
+
+
+def _sample(
+    sampler: Sampler | None, suspects: list[performance.Suspect], problems: list[str]
+) -> dict[str, tuple[int, ...]]:
+    """A pilot run each; only suspects still slow in it get the full sample.
+
+    Most suspects of a green run are one-off scheduler hiccups: one pilot run clears them for
+    the price of one test run. The pilot is not part of the tested sample, so the rank test
+    sees only runs made after every selection step.
+    """
+    if sampler is None or not suspects:
+        return {}
+    try:
+        pilot = sampler([s.nodeid for s in suspects], {s.nodeid: 1 for s in suspects})
+        slow = [s for s in suspects if any(s.still_slow(d) for d in pilot.get(s.nodeid, ()))]
+        result = {s.nodeid: () for s in suspects if s not in slow}
+        if slow:
+            result.update(sampler([s.nodeid for s in slow], {s.nodeid: s.reruns for s in slow}))
+        return result
+    except Exception as exc:  # a test that cannot be re-run in place: judge it on history only
+        problems.append(f"in-process re-run failed: {type(exc).__name__}: {exc}")
+        return {}
 
 
 def _order_checks(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.records import Anomaly
+
+# (nodeids, runs per nodeid) -> call durations in ns of the passing runs, per nodeid.
+Sampler = Callable[[Sequence[str], Mapping[str, int]], Mapping[str, tuple[int, ...]]]
 
 # Outcomes as the plugin records them on each test span.
 PASSED, FAILED, ERROR = "passed", "failed", "error"
@@ -47,6 +50,9 @@ class DetectRequest:
     rerun: RerunSpec | None = None  # None: no confirming re-runs (rank test on history only)
     coverage_map_id: int = 0  # the map refreshed in this run, if any
     detected_ns: int = 0
+    # Timing re-runs inside the process that ran the suite (cheaper and measured under the same
+    # conditions as the suite); None: timing suspects are re-run in a subprocess like failures.
+    sampler: Sampler | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,13 @@ from agent.records import Anomaly, AnomalyKind, CodeLocation
 class Suspect:
     nodeid: str
     reruns: int  # confirming runs needed to reach the corrected alpha at all
+    baseline: tuple[int, ...] = ()
+    ratio: float = 1.25
+    floor_ns: float = 0.0
+
+    def still_slow(self, duration_ns: int) -> bool:
+        """Does one more measurement still clear the screen? (a pilot run's check)"""
+        return stats.is_suspect([duration_ns], self.baseline, self.ratio, self.floor_ns)
 
 
 def baseline_sample(past: Sequence[PastResult]) -> list[int]:
@@ -27,7 +34,7 @@ def screen(
     current: Sequence[TestObservation], history: Mapping[str, Sequence[PastResult]], config: Config
 ) -> list[Suspect]:
     """Passing tests whose single duration already clears the ratio and the floor."""
-    flagged: list[tuple[str, int]] = []
+    flagged: list[tuple[str, list[int], float, float]] = []
     for obs in current:
         if obs.outcome != PASSED:
             continue
@@ -36,12 +43,18 @@ def screen(
         if len(base) >= MIN_BASELINE and stats.is_suspect(
             [obs.call_ns], base, limits.ratio, limits.floor_ns
         ):
-            flagged.append((obs.nodeid, len(base)))
+            flagged.append((obs.nodeid, base, limits.ratio, limits.floor_ns))
     family_alpha = config.perf_alpha / max(1, len(flagged))
     cap = max(config.perf_reruns, MAX_RERUNS)
     return [
-        Suspect(node, stats.reruns_needed(n_base, family_alpha, config.perf_reruns, cap))
-        for node, n_base in flagged
+        Suspect(
+            node,
+            stats.reruns_needed(len(base), family_alpha, config.perf_reruns, cap),
+            tuple(base),
+            ratio,
+            floor,
+        )
+        for node, base, ratio, floor in flagged
     ]
 
 
@@ -59,7 +72,10 @@ def detect_slowdowns(baton: AnomalyBaton, config: Config) -> list[Anomaly]:
             continue
         # The re-runs are fresh data, independent of the screen that picked the test; the
         # screening run itself is only used when no re-run could be made.
-        sample = list(baton.confirmation.durations.get(obs.nodeid, ())) or [obs.call_ns]
+        confirmed = baton.confirmation.durations
+        if obs.nodeid in confirmed and not confirmed[obs.nodeid]:
+            continue  # the re-run refuted it (no longer slow, or no longer passing)
+        sample = list(confirmed.get(obs.nodeid, ())) or [obs.call_ns]
         candidates.append((obs, base, sample, stats.mann_whitney_greater(sample, base)))
     adjusted = stats.holm_adjusted([c[3].p_value for c in candidates])
     found = []

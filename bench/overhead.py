@@ -1,0 +1,109 @@
+"""Wall-time overhead of `pytest --selfheal` against plain pytest, and of a coverage refresh.
+
+One command: `python bench/overhead.py [--runs N]`. Two suites:
+  generated  2,000 trivial tests in 20 files, in a fresh git repository;
+  project    this project's own pure unit tests (tests/agent/test_stats.py, test_records.py,
+             test_sketch.py, test_store.py), run in place with a throw-away store.
+For each suite: median wall time of `pytest --selfheal` on a green run with nothing new
+(after priming runs that build the baseline; coverage not due) over plain `pytest`, runs
+interleaved; then a run that refreshes the per-test coverage map
+(`--selfheal-coverage=always`) over `pytest --cov --cov-context=test` (pytest-cov).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT_TESTS = [
+    "tests/agent/test_stats.py",
+    "tests/agent/test_records.py",
+    "tests/agent/test_sketch.py",
+    "tests/agent/test_store.py",
+]
+GIT = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
+       "GIT_COMMITTER_EMAIL": "b@b"}
+
+
+def make_generated(base: Path) -> Path:
+    repo = base / "generated"
+    repo.mkdir()
+    (repo / "pkg").mkdir()
+    (repo / "pkg" / "__init__.py").write_text("def inc(x):\n    return x + 1\n")
+    for m in range(20):
+        body = "from pkg import inc\n\n" + "\n".join(
+            f"def test_{i}():\n    assert inc({i}) == {i + 1}\n" for i in range(100)
+        )
+        (repo / f"test_gen_{m}.py").write_text(body)
+    (repo / "pyproject.toml").write_text("[tool.pytest.ini_options]\n")
+    env = {**os.environ, **GIT}
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "gen"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, env=env)
+    return repo
+
+
+def timed(cmd: list[str], cwd: Path) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.splitlines()[-15:])
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{tail}\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def bench_suite(name: str, cwd: Path, targets: list[str], store: Path, cov: str, runs: int) -> None:
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets]
+    heal = [*pytest, "--selfheal", f"--selfheal-store={store}", "--selfheal-budget=0"]
+    for _ in range(3):  # baseline runs; the first also refreshes the coverage map
+        timed([*heal, "--selfheal-coverage=auto"], cwd)
+    plain_t, heal_t = [], []
+    for _ in range(runs):
+        plain_t.append(timed(pytest, cwd))
+        heal_t.append(timed([*heal, "--selfheal-coverage=never"], cwd))
+    cov_plain, cov_heal = [], []
+    for _ in range(max(3, runs // 2)):
+        cov_plain.append(timed([*pytest, f"--cov={cov}", "--cov-context=test", "--cov-report="], cwd))
+        cov_heal.append(timed([*heal, "--selfheal-coverage=always"], cwd))
+    p, h = statistics.median(plain_t), statistics.median(heal_t)
+    cp, ch = statistics.median(cov_plain), statistics.median(cov_heal)
+    print(f"{name}: plain {p:.2f}s, --selfheal {h:.2f}s -> ratio {h / p:.3f} (target <= 1.10)")
+    print(
+        f"{name}: pytest --cov --cov-context=test {cp:.2f}s, --selfheal with coverage refresh "
+        f"{ch:.2f}s -> ratio {ch / cp:.3f} (target <= 1.00)"
+    )
+    print(f"{name}: raw plain {fmt(plain_t)} selfheal {fmt(heal_t)} cov {fmt(cov_plain)} "
+          f"selfheal+cov {fmt(cov_heal)}")
+
+
+def fmt(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.2f}" for v in values) + "]"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="interleaved runs per variant")
+    parser.add_argument("--only", choices=("generated", "project"), default=None)
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="selfheal-overhead-"))
+    try:
+        if args.only in (None, "generated"):
+            repo = make_generated(tmp)
+            bench_suite("generated", repo, [], tmp / "gen.db", "pkg", args.runs)
+        if args.only in (None, "project"):
+            bench_suite("project", ROOT, PROJECT_TESTS, tmp / "project.db", "agent", args.runs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
