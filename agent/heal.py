@@ -168,6 +168,9 @@ def heal_one(
     from agent.phases.fix import generate
 
     started = time.monotonic()
+    if anomaly.subtype == "flaky":
+        # Different outcomes on the same code: no code change is proven by one more green run.
+        return AnomalyOutcome(anomaly, reason="flaky tests are reported, not patched")
     say(f"selfheal: diagnosing {anomaly.subject} ({anomaly.kind.value}/{anomaly.subtype})")
     try:
         dbaton = diagnose_baton(conductor, anomaly, deadline)
@@ -228,7 +231,7 @@ def _search(
             quick = quick_reject(
                 config,
                 patch.diff,
-                anomaly.tests,
+                _own_tests(anomaly, patch),
                 worktree=wt,
                 base_commit=fbaton.base_commit,
                 timeout_s=_step(deadline, 60.0),
@@ -273,6 +276,13 @@ def _search(
     )
 
 
+def _own_tests(anomaly: Anomaly, patch: Patch) -> tuple[str, ...]:
+    """The anomaly's tests; for a test patch closing a coverage gap, the tests it adds."""
+    if anomaly.kind is AnomalyKind.COVERAGE:
+        return tuple(f for f in patch.files if f.rsplit("/", 1)[-1].startswith("test"))
+    return anomaly.tests
+
+
 def _first_index(validated: list[Validated], pairs: list[tuple[Candidate, Patch]]) -> int:
     ids = [p.id for _, p in pairs]
     return ids.index(validated[0].patch.id) + 1
@@ -307,6 +317,7 @@ def _gate_for(
         repeats=config.validation_repeats,
         timeout_s=_step(deadline, config.validation_timeout_s),
         baseline_timing_ns=tuple(base) if anomaly.kind is AnomalyKind.PERFORMANCE else (),
+        tests=_own_tests(anomaly, patch) if anomaly.kind is AnomalyKind.COVERAGE else (),
     )
     return validate(conductor, request, deadline)
 

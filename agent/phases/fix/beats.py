@@ -325,11 +325,13 @@ def generate_fix_completed(baton: FixBaton, ctx: BeatContext) -> FixBaton:
 
 
 def code_patches(baton: FixBaton) -> list[tuple[Candidate, Patch]]:
-    """Syntax-valid patches in generation order, with their candidates."""
+    """Syntax-valid patches in generation order, with their candidates; for a coverage gap the
+    test patches (a test alone cannot fix code, but it closes a gap)."""
+    tests_only = baton.anomaly is not None and baton.anomaly.kind is AnomalyKind.COVERAGE
     return [
         (c, p)
         for c, p in zip(baton.candidates, baton.patches, strict=True)
-        if p.syntax_valid and p.fix_type is not FixType.TEST
+        if p.syntax_valid and (p.fix_type is FixType.TEST) == tests_only
     ]
 
 
