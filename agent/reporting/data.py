@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.phases.learning.assess import hotspots
 from agent.phases.learning.model import StrategyStats, posterior_mean, strategy_stats
-from agent.records import Anomaly, Deployment, DeploymentStatus, EffectivenessData
+from agent.records import Anomaly, Deployment, DeploymentStatus, Diagnosis, EffectivenessData
 from agent.store import Store
 
 _OPEN = (DeploymentStatus.PROPOSED, DeploymentStatus.APPROVED)
@@ -161,7 +161,7 @@ def collect(store: Store, project: str, now_ns: int) -> ReportData:
         open_proposals=_open(deployments, applied),
         deployments_by_status=dict(Counter(d.status.value for d in _latest(deployments))),
         fixes=tuple(fixes),
-        hotspots=tuple(hotspots(anomalies)),
+        hotspots=tuple(hotspots(anomalies, store.find(Diagnosis, limit=5000))),
         anomaly_total=len(anomalies),
         median_heal_ns=int(statistics.median(heal)) if heal else None,
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from agent.phases.learning.model import StrategyStats
 from agent.phases.learning.observe import Sample
-from agent.records import Anomaly, AnomalyKind
+from agent.records import Anomaly, AnomalyKind, CodeLocation, Diagnosis
 
 PENDING, SUCCESS, FAILURE = "pending", "success", "failure"
 
@@ -124,17 +124,38 @@ def assess(
     return Verdict(SUCCESS, tuple(reasons), healed)
 
 
-def hotspots(anomalies: Iterable[Anomaly], minimum: int = 2) -> list[tuple[str, int]]:
-    """Code locations (file:function) that regressed in at least `minimum` distinct runs."""
-    runs: dict[str, set[int | str]] = {}
-    for a in anomalies:
-        loc = a.location
-        if not loc.file:
-            continue
-        key = f"{loc.file}:{loc.function}" if loc.function else loc.file
-        runs.setdefault(key, set()).add(a.run_id or a.id)
-    counts = Counter({k: len(v) for k, v in runs.items()})
-    return [(k, n) for k, n in counts.most_common() if n >= minimum]
+def _where(loc: CodeLocation) -> str:
+    if not loc.file:
+        return ""
+    return f"{loc.file}:{loc.function}" if loc.function else loc.file
+
+
+def hotspots(
+    anomalies: Iterable[Anomaly], diagnoses: Iterable[Diagnosis] = (), minimum: int = 2
+) -> list[tuple[str, int]]:
+    """Code that regressed in at least `minimum` separate episodes.
+
+    A place is the diagnosed root cause of the anomaly's subject when there is one (the code,
+    not the test that noticed), else the anomaly's own location. An anomaly whose baseline is
+    the commit of an earlier anomaly on the same subject is that regression still going on,
+    not a new one.
+    """
+    cause = {d.anomaly_id: _where(d.root_causes[0].location) for d in diagnoses if d.root_causes}
+    ordered = sorted(anomalies, key=lambda a: (a.run_id, a.detected_ns))
+    by_subject: dict[str, str] = {}
+    for a in ordered:
+        if cause.get(a.id):
+            by_subject.setdefault(a.subject, cause[a.id])
+    episodes: Counter[str] = Counter()
+    seen_commits: dict[str, set[str]] = {}
+    for a in ordered:
+        where = by_subject.get(a.subject) or _where(a.location)
+        earlier = seen_commits.setdefault(a.subject, set())
+        ongoing = bool(a.baseline_commit) and a.baseline_commit in earlier
+        earlier.add(a.commit)
+        if where and not ongoing:
+            episodes[where] += 1
+    return [(k, n) for k, n in episodes.most_common() if n >= minimum]
 
 
 def insight_lines(

@@ -19,6 +19,7 @@ from agent.records import (
     AnomalyKind,
     Deployment,
     DeploymentStatus,
+    Diagnosis,
     EffectivenessData,
     Patch,
     ValidationResult,
@@ -67,6 +68,7 @@ class TrackBaton:
     repo: Path = Path(".")
     cases: tuple[Case, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
+    diagnoses: tuple[Diagnosis, ...] = ()
     stats: tuple[StrategyStats, ...] = ()
     hotspots: tuple[tuple[str, int], ...] = ()
     insights: tuple[str, ...] = ()
@@ -124,8 +126,13 @@ def load_deployment_info(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
             cases.append(Case(patch, anomaly, applied, dep, previous))
     # Hotspots need every anomaly; only worth reading when there is something to learn from.
     anomalies = tuple(store.find(Anomaly, limit=5000)) if cases else ()
+    diagnoses = tuple(store.find(Diagnosis, limit=5000)) if cases else ()
     return dataclasses.replace(
-        baton, cases=tuple(cases), anomalies=anomalies, stats=tuple(strategy_stats(store))
+        baton,
+        cases=tuple(cases),
+        anomalies=anomalies,
+        diagnoses=diagnoses,
+        stats=tuple(strategy_stats(store)),
     )
 
 
@@ -228,7 +235,7 @@ def update_learning_models(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
             old, successes=old.successes + won, failures=old.failures + (not won)
         )
     stats = tuple(sorted(table.values(), key=lambda r: (-r.mean, r.anomaly_kind, r.strategy)))
-    spots = tuple(assess.hotspots(baton.anomalies))
+    spots = tuple(assess.hotspots(baton.anomalies, baton.diagnoses))
     return dataclasses.replace(baton, cases=cases, stats=stats, hotspots=spots)
 
 
