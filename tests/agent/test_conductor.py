@@ -382,3 +382,18 @@ def test_a_name_registered_twice_is_an_error() -> None:
     with pytest.raises(SequenceError, match="registered twice"):
         for handler in duplicate:
             registry.add(handler)
+
+
+def test_grouped_plays_are_one_pipeline_run(tmp_path: Path) -> None:
+    directory = write_sequences(tmp_path / "seq", {"custom.seq": [beat(1, "firstStep")]})
+    config = config_for(tmp_path)
+    Store.open(config.store).close()
+    with Conductor(config, registry=make_registry(), sequences_dir=directory) as cond:
+        with cond.grouped():
+            for _ in range(3):
+                cond.play("custom.seq", Trail())
+            assert len(cond.beat_spans) == 6  # held until the group ends
+        assert cond.beat_spans == []
+    with Store.open(config.store) as store:
+        runs = store.conn.execute("SELECT id FROM runs WHERE kind = 'pipeline'").fetchall()
+        assert len(runs) == 1 and len(store.events(runs[0][0])) == 6
