@@ -20,7 +20,7 @@ import pytest
 from agent import spool
 from agent.otlp import encode_protobuf
 from agent.records import EventSource, SpanStatus, TelemetryEvent
-from conftest import git
+from conftest import commit_files, git
 
 PROJECT = {
     "pyproject.toml": '[project]\nname = "shop"\nversion = "0"\n\n'
@@ -77,6 +77,16 @@ def project(make_repo: Callable[..., Path]) -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_start_edit_status_stop_as_a_new_user(project: Path) -> None:
+    # A colleague's commit that breaks `total`, on a branch to check out later.
+    git(project, "checkout", "-q", "-b", "colleague")
+    prices = project / "shop/prices.py"
+    commit_files(
+        project,
+        {"shop/prices.py": prices.read_text().replace("sum(items)", "sum(items[1:])")},
+        "total: skip the header row",
+    )
+    git(project, "checkout", "-q", "main")
+
     started = selfheal(project, "agent", "start", "--otlp-port", "0")
     assert started.returncode == 0, started.stderr
     assert "selfheal agent started" in started.stdout
@@ -85,38 +95,38 @@ def test_start_edit_status_stop_as_a_new_user(project: Path) -> None:
     assert "already running" in again.stderr and "Traceback" not in again.stderr
     status_file = json.loads((project / ".selfheal/agent.json").read_text())
     assert {"pid", "port", "started_ns", "token_file"} <= set(status_file)
-
     db = project / ".selfheal/selfheal.db"
     wait_for(
         lambda: query(db, "SELECT 1 FROM runs WHERE kind = 'test' AND status != 'running'"),
         60,
         "the baseline run the agent starts when the store has none",
     )
+
+    # Edit a function so a test breaks, save: the affected tests run, the anomaly appears.
     saved = time.time_ns()
-    prices = project / "shop/prices.py"
     prices.write_text(prices.read_text().replace("(100 - percent)", "(100 + percent)"))
-    anomaly = wait_for(
-        lambda: query(
-            db,
-            "SELECT payload FROM records WHERE kind = 'Anomaly' "
-            f"AND created_ns >= {saved} ORDER BY created_ns",
-        ),
-        60,
-        "the anomaly of the broken test",
-    )
-    payload = json.loads(anomaly[0][0])  # type: ignore[index]
-    assert payload["kind"] == "error"
-    assert "test_discount" in payload["subject"]
+    payload = _anomaly_since(db, saved)
+    assert payload["kind"] == "error" and "test_discount" in payload["subject"]
     log = (project / ".selfheal/agent.log").read_text()
     assert "1 changed file(s): shop/prices.py" in log
-    # The agent heals in the background: a validated patch, then a proposal branch.
+    assert "running 2 test(s)" in log  # selected from the coverage map, not the whole suite
+
+    # Undo it, then check out the colleague's commit: healed into a validated patch and a
+    # proposal branch, while the working tree stays as the developer left it.
+    git(project, "checkout", "-q", "--", "shop/prices.py")
+    time.sleep(1.0)
+    saved = time.time_ns()
+    git(project, "checkout", "-q", "colleague")
+    payload = _anomaly_since(db, saved)
+    assert "test_total" in payload["subject"]
     patches = project / ".selfheal/patches"
     wait_for(lambda: list(patches.glob("*.diff")), 240, "a validated patch")
     branches = wait_for(
         lambda: git(project, "branch", "--list", "selfheal/*").split(), 60, "a proposal branch"
     )
     assert isinstance(branches, list) and branches[0].startswith("selfheal/")
-    assert git(project, "status", "--porcelain").strip() == "M shop/prices.py"  # untouched
+    assert git(project, "status", "--porcelain").strip() == ""
+    assert git(project, "branch", "--show-current").strip() == "colleague"
 
     status = selfheal(project, "agent", "status")
     assert status.returncode == 0, status.stdout + status.stderr
@@ -125,6 +135,21 @@ def test_start_edit_status_stop_as_a_new_user(project: Path) -> None:
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     after = selfheal(project, "agent", "status")
     assert after.returncode == 3 and "not running" in after.stdout
+
+
+def _anomaly_since(db: Path, since_ns: int) -> dict[str, object]:
+    rows = wait_for(
+        lambda: query(
+            db,
+            "SELECT payload FROM records WHERE kind = 'Anomaly' "
+            f"AND created_ns >= {since_ns} ORDER BY created_ns",
+        ),
+        60,
+        "an anomaly",
+    )
+    assert isinstance(rows, list)
+    payload: dict[str, object] = json.loads(rows[0][0])
+    return payload
 
 
 @pytest.mark.slow
