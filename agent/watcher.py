@@ -343,6 +343,20 @@ class WorkspaceWatcher:
             self._schedule_dir(self._observer, rel)
         except OSError as exc:
             log.warning("cannot watch new directory %s: %s", rel, exc)
+            return
+        # Files written before the watch existed (`mkdir pkg && cp *.py pkg/`) made no event.
+        present = [r for r in self._walk(rel) if is_relevant(r)]
+        if present:
+            self._debouncer.add(present)
+
+    def _walk(self, rel: str, limit: int = 10_000) -> list[str]:
+        found: list[str] = []
+        for path in (self.root / rel).rglob("*"):
+            if len(found) >= limit:
+                break
+            if path.is_file():
+                found.append(path.relative_to(self.root).as_posix())
+        return found
 
     def _flush(self, batch: frozenset[str]) -> None:
         ignored = git_ignored(self.root, batch)
