@@ -30,7 +30,7 @@ LOG_BYTES = 1_000_000
 LOG_BACKUPS = 3
 
 # LSB init-script status codes (as `dmypy status` uses them).
-RUNNING, DEAD_STALE, NOT_RUNNING = 0, 1, 3
+RUNNING, DEAD_STALE, NOT_RUNNING, UNKNOWN = 0, 1, 3, 4
 
 
 class AgentError(SelfHealError):

@@ -131,7 +131,11 @@ def _status(args: argparse.Namespace) -> int:
     from agent import lifecycle as lc
 
     config = config_from(args)
-    code, status = lc.check(lc.Paths(config.selfheal_dir))
+    try:
+        code, status = lc.check(lc.Paths(config.selfheal_dir))
+    except lc.AgentError as exc:
+        print(f"selfheal: error: {exc}", file=sys.stderr)
+        return lc.UNKNOWN
     if code == lc.NOT_RUNNING:
         print("selfheal agent: not running")
         return code

@@ -162,6 +162,13 @@ def test_killed_agent_leaves_a_stale_status(project: Path) -> None:
     restarted = selfheal(project, "agent", "start", "--otlp-port", "-1", "--no-watch")
     assert restarted.returncode == 0, restarted.stderr
     assert selfheal(project, "agent", "status").returncode == 0
+    stopped = selfheal(project, "agent", "stop")
+    assert stopped.returncode == 0
+    (project / ".selfheal/agent.json").write_text("{garbage")
+    unknown = selfheal(project, "agent", "status")
+    assert unknown.returncode == 4
+    assert unknown.stderr.startswith("selfheal: error: ") and "agent.json" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
 
 
 def _events(first: int, count: int, service: str) -> list[TelemetryEvent]:
