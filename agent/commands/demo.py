@@ -41,9 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--budget",
         type=float,
-        default=60.0,
+        default=90.0,
         metavar="SECONDS",
-        help="healing time budget for the broken run (default 60)",
+        help="healing time budget for the broken run (default 90)",
     )
     parser.set_defaults(func=run)
 

@@ -159,7 +159,7 @@ def collect(store: Store, project: str, now_ns: int) -> ReportData:
         rates=_rates(fixes),
         timings=timings,
         open_proposals=_open(deployments, applied),
-        deployments_by_status=dict(Counter(d.status.value for d in _latest(deployments))),
+        deployments_by_status=_statuses(deployments, applied),
         fixes=tuple(fixes),
         hotspots=tuple(hotspots(anomalies, store.find(Diagnosis, limit=5000))),
         anomaly_total=len(anomalies),
@@ -172,3 +172,12 @@ def _latest(deployments: list[Deployment]) -> list[Deployment]:
     for d in deployments:
         seen.setdefault(d.patch_id, d)
     return list(seen.values())
+
+
+def _statuses(deployments: list[Deployment], applied: set[str]) -> dict[str, int]:
+    """The latest status of each delivered patch; a proposal git shows applied is `applied`."""
+    return dict(
+        Counter(
+            "applied" if d.patch_id in applied else d.status.value for d in _latest(deployments)
+        )
+    )

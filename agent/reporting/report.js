@@ -96,14 +96,18 @@
       if (!pts.length) { return empty(s, 600, h, "No judged fixes yet"); }
       var names = [];
       pts.forEach(function (p) { if (names.indexOf(p.strategy) < 0) { names.push(p.strategy); } });
+      // x = 0 is the prior (50% for every strategy); each judged fix moves one line.
       var x0 = 40, y0 = h - 24, y1 = 12, n = pts.length;
       axisY(s, x0, y0, y1, 1, function (v) { return Math.round(v * 100) + "%"; });
+      el("text", {x: x0, y: h - 6}, s, "prior");
+      el("text", {x: 590, y: h - 6, "text-anchor": "end"}, s, n + " judged fix" + (n === 1 ? "" : "es"));
       names.forEach(function (name, j) {
-        var path = "", last = 0.5, color = COLORS[j % COLORS.length];
+        var color = COLORS[j % COLORS.length], last = 0.5;
+        var path = "M" + x0 + " " + (y0 - (y0 - y1) * 0.5).toFixed(1);
         pts.forEach(function (p, i) {
           if (p.strategy === name) { last = p.rate; }
-          var x = x0 + (600 - x0 - 10) * (n === 1 ? 1 : i / (n - 1)), y = y0 - (y0 - y1) * last;
-          path += (path ? "L" : "M") + x.toFixed(1) + " " + y.toFixed(1);
+          var x = x0 + (600 - x0 - 10) * (i + 1) / n, y = y0 - (y0 - y1) * last;
+          path += "L" + x.toFixed(1) + " " + y.toFixed(1);
           if (p.strategy === name) {
             var c = el("circle", {cx: x, cy: y, r: 3.5, fill: color}, s);
             el("title", {}, c, name + ": " + Math.round(p.rate * 100) + "%");

@@ -21,6 +21,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
 
 
+def short_id(record_id: str) -> str:
+    """The distinctive end of an id (`patch-4eb17b887572` -> `4eb17b8875`)."""
+    return record_id.rsplit("-", 1)[-1][:10]
+
+
 def _minutes(ns: int | None) -> str:
     return "-" if ns is None else f"{ns / 60e9:.1f} min"
 
@@ -39,7 +44,7 @@ def fix_rows(data: ReportData) -> list[list[str]]:
         err = f"{f.error_improvement:+.2f}" if f.error_improvement else "-"
         rows.append(
             [
-                f.patch_id[:10],
+                short_id(f.patch_id),
                 f.anomaly_kind.value,
                 f.strategy,
                 f.outcome,
@@ -53,7 +58,7 @@ def fix_rows(data: ReportData) -> list[list[str]]:
 
 
 def proposal_rows(data: ReportData) -> list[list[str]]:
-    return [[d.patch_id[:10], d.mode, d.branch, d.pr_url or "-"] for d in data.open_proposals]
+    return [[short_id(d.patch_id), d.mode, d.branch, d.pr_url or "-"] for d in data.open_proposals]
 
 
 def terminal(data: ReportData) -> list[str]:

@@ -85,7 +85,7 @@ def test_collect_reads_the_whole_loop(healed: tuple[Path, ReportData]) -> None:
     )
     (proposal,) = data.open_proposals
     assert proposal.branch.startswith("selfheal/slowdown-test-mean-")
-    assert data.deployments_by_status == {"merged": 1, "proposed": 1}
+    assert data.deployments_by_status == {"applied": 1, "proposed": 1}  # merged, so applied
     assert json.loads(json.dumps(data.to_json()))["strategies"][0]["successes"] == 1.0
 
 
