@@ -73,12 +73,19 @@ class SpoolWriter:
     def write(self, events: Iterable[rec.TelemetryEvent]) -> int:
         """Append events, one line each; returns the bytes written."""
         written = 0
+        pending: list[bytes] = []  # complete lines bound for the current segment
+        pending_size = 0
         for event in events:
             line = (_COMPACT.encode(rec.to_json(event)) + "\n").encode()
-            if self._fd is None or self._size + len(line) > self.max_bytes:
+            if self._fd is None or self._size + pending_size + len(line) > self.max_bytes:
+                self._write_all(b"".join(pending))
+                pending, pending_size = [], 0
                 self._rotate()
-            self._write_all(line)
+            pending.append(line)
+            pending_size += len(line)
             written += len(line)
+        # One write for the batch: still whole lines, so a crash tears at most the last one.
+        self._write_all(b"".join(pending))
         return written
 
     def flush(self) -> None:
@@ -113,6 +120,8 @@ class SpoolWriter:
         self._write_all((json.dumps(header, separators=(",", ":")) + "\n").encode())
 
     def _write_all(self, data: bytes) -> None:
+        if not data:
+            return
         assert self._fd is not None
         view = memoryview(data)
         while view:
