@@ -2,7 +2,8 @@
 
     python bench/receiver.py [--spans N] [--runs R] [--clients C]
 
-The receiver (with the telemetry-phase sink, raw spans kept) runs in this process; clients run
+The receiver (with the telemetry-phase sink, raw spans kept; `--sink store` for the store's raw
+insert alone) runs in this process; clients run
 in a subprocess that encodes realistic spans (a server span with 3-8 children, code.* attributes)
 and POSTs them on keep-alive connections, backing off on 503 as the SDK would. The figure is
 spans stored per second, from the first request to the last span committed; peak memory is
@@ -126,7 +127,7 @@ def client_main(port: int, spans: int, clients: int) -> None:
     print(json.dumps({"retries": sum(retries)}))
 
 
-def measure(spans: int, clients: int) -> dict[str, float]:
+def measure(spans: int, clients: int, sink_kind: str) -> dict[str, float]:
     from agent.conductor import Conductor
     from agent.config import load_config
     from agent.receiver import Receiver, ReceiverSettings, phase_sink, wait_until_stored
@@ -135,7 +136,14 @@ def measure(spans: int, clients: int) -> dict[str, float]:
         root = Path(tmp)
         config = load_config(root, {"store": str(root / "selfheal.db")})
         with Conductor(config) as conductor:
-            receiver = Receiver(phase_sink(conductor), ReceiverSettings(port=0)).start()
+            sink = phase_sink(conductor)
+            if sink_kind == "store":
+                # The store's own raw insert, as the agent's spool ingest does, without the
+                # telemetry phase's normalising and aggregation.
+                store = conductor.store()
+                run_id = store.begin_run("receiver")
+                sink = lambda events: store.insert_events(run_id, events)  # noqa: E731
+            receiver = Receiver(sink, ReceiverSettings(port=0)).start()
             try:
                 started = time.perf_counter()
                 cpu_started = time.process_time()
@@ -180,6 +188,12 @@ def main() -> int:
     parser.add_argument("--spans", type=int, default=2_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument(
+        "--sink",
+        choices=("phase", "store"),
+        default="phase",
+        help="phase: the telemetry phase with raw spans kept (default); store: raw insert only",
+    )
     args = parser.parse_args()
     rates = []
     cpus = []
@@ -187,7 +201,7 @@ def main() -> int:
     for run in range(args.runs):
         # Each run in its own process: peak RSS is then that run's own.
         proc = subprocess.run(
-            [sys.executable, __file__, "--one", str(args.spans), str(args.clients)],
+            [sys.executable, __file__, "--one", str(args.spans), str(args.clients), args.sink],
             capture_output=True,
             text=True,
             check=False,
@@ -217,6 +231,6 @@ def main() -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
-        print(json.dumps(measure(int(sys.argv[2]), int(sys.argv[3]))))
+        print(json.dumps(measure(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
         raise SystemExit(0)
     raise SystemExit(main())
