@@ -91,6 +91,8 @@ class Demo:
             self.project,
             ignore=shutil.ignore_patterns("__pycache__", ".selfheal"),
         )
+        # Written here, not shipped: package data globs do not carry dotfiles.
+        (self.project / ".gitignore").write_text(".selfheal/\n__pycache__/\n.pytest_cache/\n")
         self.git("init", "-q", "-b", "main")
         # A local identity so the demo's commits work on a machine without a global one.
         self.git("config", "user.name", "Demo Developer")
