@@ -109,57 +109,57 @@ def _from_message(request: Any) -> Decoded:
         version = str(resource.get("service.version") or "")
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                problem = _span_problem(span)
-                if problem:
+                event = _event(span, service, version)
+                if isinstance(event, str):
                     rejected += 1
-                    reason = reason or problem
-                    continue
-                events.append(_event(span, service, version))
+                    reason = reason or event
+                else:
+                    events.append(event)
     return Decoded(events, rejected, reason)
 
 
-def _span_problem(span: Any) -> str:
-    if len(span.trace_id) != 16 or not any(span.trace_id):
+def _event(span: Any, service: str, version: str) -> TelemetryEvent | str:
+    """The span as a record, or why it is refused. Each field is read once: every read of a
+    protobuf field makes a new Python object, and this runs for every span received."""
+    trace_id, span_id, parent_id = span.trace_id, span.span_id, span.parent_span_id
+    name = span.name
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if len(trace_id) != 16 or not any(trace_id):
         return "span with an invalid trace_id (need 16 non-zero bytes)"
-    if len(span.span_id) != 8 or not any(span.span_id):
+    if len(span_id) != 8 or not any(span_id):
         return "span with an invalid span_id (need 8 non-zero bytes)"
-    if span.parent_span_id and len(span.parent_span_id) != 8:
+    if parent_id and len(parent_id) != 8:
         return "span with an invalid parent_span_id (need 8 bytes)"
-    if not span.name:
+    if not name:
         return "span without a name"
-    if span.end_time_unix_nano and span.end_time_unix_nano < span.start_time_unix_nano:
+    if end and end < start:
         return "span that ends before it starts"
-    return ""
-
-
-def _event(span: Any, service: str, version: str) -> TelemetryEvent:
     attrs = _attrs(span.attributes)
     location = code_location(attrs)
     exc_type, exc_message, exc_stack = "", "", ""
-    for ev in span.events or ():
-        if ev.name == "exception":
-            ev_attrs = _attrs(ev.attributes)
-            exc_type = str(ev_attrs.get("exception.type", ""))
-            exc_message = str(ev_attrs.get("exception.message", ""))
-            exc_stack = str(ev_attrs.get("exception.stacktrace", ""))
-    start = int(span.start_time_unix_nano)
-    end = int(span.end_time_unix_nano) or start
+    if len(span.events):
+        for ev in span.events:
+            if ev.name == "exception":
+                ev_attrs = _attrs(ev.attributes)
+                exc_type = str(ev_attrs.get("exception.type", ""))
+                exc_message = str(ev_attrs.get("exception.message", ""))
+                exc_stack = str(ev_attrs.get("exception.stacktrace", ""))
     return TelemetryEvent(
         source=EventSource.SPAN,
         service=service,
         version=version,
-        operation=span.name,
+        operation=name,
         start_ns=start,
-        duration_ns=end - start,
+        duration_ns=(end or start) - start,
         status=_STATUS.get(span.status.code, SpanStatus.UNSET),
-        trace_id=span.trace_id.hex(),
-        span_id=span.span_id.hex(),
-        parent_span_id=span.parent_span_id.hex(),
+        trace_id=trace_id.hex(),
+        span_id=span_id.hex(),
+        parent_span_id=parent_id.hex(),
         location=location,
         exception_type=exc_type,
         exception_message=exc_message,
         exception_stacktrace=exc_stack,
-        exception_signature=exception_signature(exc_type, exc_stack, location),
+        exception_signature=exception_signature(exc_type, exc_stack, location) if exc_type else "",
         attributes=attrs,
     )
 
