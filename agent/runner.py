@@ -54,6 +54,7 @@ class TestOutcome:
 class FileCoverage:
     statements: frozenset[int]
     missing: frozenset[int]
+    in_tests: frozenset[int] | None = None  # lines run inside a test (not at import time)
 
     @property
     def covered(self) -> frozenset[int]:
@@ -311,7 +312,11 @@ def _result_from_json(data: dict[str, Any]) -> PytestResult:
     coverage = None
     if data.get("coverage") is not None:
         coverage = {
-            str(name): FileCoverage(frozenset(fc["statements"]), frozenset(fc["missing"]))
+            str(name): FileCoverage(
+                frozenset(fc["statements"]),
+                frozenset(fc["missing"]),
+                None if fc.get("in_tests") is None else frozenset(fc["in_tests"]),
+            )
             for name, fc in data["coverage"].items()
         }
     errors = tuple(str(e) for e in data.get("collection_errors", ()))

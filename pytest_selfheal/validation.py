@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 RESULT_VERSION = 1
 _COVERAGE_KEY = "_selfheal_validation_coverage"
+IN_TEST = "test"
 
 
 def add_options(group: Any, parser: pytest.Parser) -> None:
@@ -69,6 +71,9 @@ def configure(config: pytest.Config) -> None:
         config.pluginmanager.register(ValidationRecorder(config, Path(result)), "selfheal-validate")
     if repeat > 1:
         config.pluginmanager.register(_Repeater(repeat), "selfheal-repeat")
+    cov = getattr(config, _COVERAGE_KEY, None)
+    if cov is not None:
+        config.pluginmanager.register(_TestContext(cov), "selfheal-validate-context")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -108,6 +113,22 @@ def _start_coverage(config: pytest.Config, result: Path) -> None:
     )
     cov.start()
     setattr(config, _COVERAGE_KEY, cov)
+
+
+class _TestContext:
+    """Marks lines run inside a test (as the per-test coverage map records them) apart from
+    import and collection time, so both can be compared like with like."""
+
+    def __init__(self, cov: Any) -> None:
+        self.cov = cov
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self) -> Generator[None, None, None]:
+        self.cov.switch_context(IN_TEST)
+        try:
+            yield
+        finally:
+            self.cov.switch_context("")
 
 
 class _Repeater:
@@ -214,12 +235,19 @@ def _collect_coverage(config: pytest.Config, result: Path) -> dict[str, Any]:
     cov = coverage.Coverage(data_file=str(directory / "data"), config_file=False)
     cov.combine([str(directory)], keep=False)
     files: dict[str, Any] = {}
-    for name in cov.get_data().measured_files():
+    data = cov.get_data()
+    for name in data.measured_files():
         path = Path(name)
         try:
             rel = path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             continue
         _, statements, _, missing, _ = cov.analysis2(name)
-        files[rel] = {"statements": sorted(statements), "missing": sorted(missing)}
+        by_line = data.contexts_by_lineno(name) or {}
+        in_tests = sorted(line for line, ctxs in by_line.items() if IN_TEST in ctxs)
+        files[rel] = {
+            "statements": sorted(statements),
+            "missing": sorted(missing),
+            "in_tests": [line for line in in_tests if line in statements],
+        }
     return files

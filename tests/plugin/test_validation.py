@@ -94,4 +94,4 @@ def test_coverage_is_measured_from_before_conftest_imports(
     result = pytester.runpytest_subprocess(*args, "--selfheal-validate-coverage", *workers)
     result.assert_outcomes(passed=1)
     lib = _read(out)["coverage"]["lib.py"]
-    assert lib == {"statements": [1, 2, 5, 6], "missing": [6]}
+    assert lib == {"statements": [1, 2, 5, 6], "missing": [6], "in_tests": [2]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from agent import git
@@ -16,6 +17,7 @@ from agent.phases.validation import checks, docrefs, stages
 from agent.phases.validation.model import SELECTIONS, ValidationBaton
 from agent.phases.validation.workspace import Worktree, prune_stale
 from agent.records import CheckResult, ValidationResult
+from agent.runner import FileCoverage
 
 HANDLERS = HandlerSet("validation")
 # Runs of the patched code; baselines run the unpatched code and do not count as its tests.
@@ -139,10 +141,17 @@ def check_coverage(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
     checked = baton.checked
     if baton.stopped or not baton.request.coverage or checked is None:
         return baton
-    after_cov = stages.selected_coverage(baton)
+    after_cov: Mapping[str, FileCoverage] | None = stages.selected_coverage(baton)
     if after_cov is None:
         return baton.with_check(CheckResult("coverage", False, "no coverage data was written"))
-    baton, before_cov = stages.baseline_coverage(baton, ctx)
+    stored = (
+        None if baton.map_lines is None else checks.in_test_coverage(baton.map_lines, after_cov)
+    )
+    before_cov: Mapping[str, FileCoverage] | None
+    if stored is not None:
+        before_cov, after_cov = stored
+    else:
+        baton, before_cov = stages.baseline_coverage(baton, ctx)
     if before_cov is None:
         return baton.with_check(
             CheckResult("coverage", False, "the base commit's coverage could not be measured")

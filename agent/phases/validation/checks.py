@@ -46,11 +46,15 @@ def _describe_failures(failed: Sequence[TestOutcome]) -> str:
 def check_repeats(
     run: RunOutcome, tests: Collection[str], repeats: int, name: str = "anomaly-tests"
 ) -> CheckResult:
-    """The anomaly's own tests pass `repeats` times in a row, each of them."""
-    basic = check_run(name, run)
-    if not basic.passed:
-        return basic
+    """The anomaly's own tests pass `repeats` times in a row, each of them (other tests in the
+    same run are judged by the `tests` check, not here)."""
+    if run.problem:
+        return CheckResult(name, False, run.problem)
     assert run.result is not None
+    own = [t for t in run.result.tests if _is_own(t.nodeid, tests)]
+    failed = [t for t in own if t.outcome in _BAD_OUTCOMES]
+    if failed:
+        return CheckResult(name, False, _describe_failures(failed))
     attempts: dict[str, int] = {}
     for t in run.result.tests:
         if t.outcome == "passed":
@@ -64,6 +68,10 @@ def check_repeats(
         text = ", ".join(f"{n} {c}/{repeats}" for n, c in sorted(short.items())[:5])
         return CheckResult(name, False, f"not {repeats} passes in a row: {text}")
     return CheckResult(name, True, f"{len(tests)} test(s) passed {repeats} times in a row")
+
+
+def _is_own(nodeid: str, selectors: Collection[str]) -> bool:
+    return nodeid in selectors or any(nodeid.startswith(s + "::") for s in selectors)
 
 
 def _ran_under(selector: str, attempts: Mapping[str, int], repeats: int = 1) -> bool:
@@ -111,6 +119,34 @@ def coverage_figures(
         ch_all += len(relevant)
         ch_cov += len(relevant & fc.covered)
     return CoverageFigures(covered, statements, ch_cov, ch_all)
+
+
+@dataclass(frozen=True)
+class MapLines:
+    """The base commit's executable lines and the lines the selected tests ran there, from the
+    stored per-test coverage map (lines run inside tests only, as the map records them)."""
+
+    statements: Mapping[str, frozenset[int]]
+    covered: Mapping[str, frozenset[int]]
+
+
+def in_test_coverage(
+    base: MapLines, after: Mapping[str, FileCoverage]
+) -> tuple[dict[str, FileCoverage], dict[str, FileCoverage]] | None:
+    """(before, after) on the map's terms: lines run inside tests, over the files the candidate
+    run measured. None when the run did not record which lines ran inside tests."""
+    if any(fc.in_tests is None for fc in after.values()):
+        return None
+    now = {
+        f: FileCoverage(fc.statements, fc.statements - (fc.in_tests or frozenset()))
+        for f, fc in after.items()
+    }
+    then = {
+        f: FileCoverage(stmts, stmts - base.covered.get(f, frozenset()))
+        for f, stmts in base.statements.items()
+        if f in now
+    }
+    return then, now
 
 
 def patched_lines(patch: CheckedPatch) -> dict[str, tuple[int, ...]]:

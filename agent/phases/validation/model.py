@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from agent.patches import CheckedPatch
 from agent.phases.validation.background import BaselineJob
-from agent.phases.validation.checks import CoverageFigures
+from agent.phases.validation.checks import CoverageFigures, MapLines
 from agent.phases.validation.selection import Selection
 from agent.phases.validation.workspace import Worktree
 from agent.records import Anomaly, AnomalyKind, CheckResult, Patch, ValidationResult
@@ -80,6 +80,7 @@ class ValidationBaton:
     selection: Selection | None = None
     baseline_job: BaselineJob | None = None
     known_tests: int = 0  # how many tests the wide run holds, when known
+    map_lines: MapLines | None = None  # the base commit's coverage from the stored map
     runs: tuple[StageRun, ...] = ()
     checks: tuple[CheckResult, ...] = ()
     stopped: str = ""  # the check that failed early; later beats do no more work

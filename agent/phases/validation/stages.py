@@ -109,12 +109,16 @@ def _wide_args(baton: ValidationBaton, combined: bool) -> list[str]:
 
 
 def start_baseline(baton: ValidationBaton, ctx: BeatContext) -> ValidationBaton:
-    """Measure the base commit's coverage on a thread, unless it is already known."""
+    """Measure the base commit's coverage on a thread, unless it is already known: cached,
+    or stored in the per-test coverage map of the base commit (affected sets only)."""
     if not baton.request.coverage or baton.selection is None:
         return baton
     args = _wide_args(baton, one_run_will_do(baton))
     if _cached(ctx.config.root, baton.base_commit, args) is not None:
         return baton
+    stored = map_lines(ctx, baton.base_commit, args) if not baton.selection.full else None
+    if stored is not None:
+        return dataclasses.replace(baton, map_lines=stored)
     job = BaselineJob(
         ctx.config.root,
         baton.base_commit,
@@ -219,6 +223,32 @@ def baseline_coverage(
     _BASELINES[key] = dict(result.coverage)
     _write_cache(ctx.config.root, key, result.coverage)
     return baton, result.coverage
+
+
+def map_lines(ctx: BeatContext, base: str, args: Sequence[str]) -> checks.MapLines | None:
+    """What the selected tests covered at `base`, from a clean map of that very commit.
+
+    A partial map would understate the baseline, so every selected test must be in it."""
+    try:
+        store = ctx.store
+        map_id = coverage_map.latest_id(store, commit=base)
+        cmap = coverage_map.load(store, map_id) if map_id else None
+    except StoreError:
+        return None
+    if cmap is None or cmap.dirty or not args:
+        return None
+    tests: set[str] = set()
+    for arg in args:
+        found = [n for n in cmap.per_test if n == arg or n.startswith(arg + "::")]
+        if not found:
+            return None
+        tests.update(found)
+    covered: dict[str, set[int]] = {}
+    for node in tests:
+        for file, lines in cmap.per_test[node].items():
+            covered.setdefault(file, set()).update(lines)
+    frozen = {f: frozenset(lines) for f, lines in covered.items()}
+    return checks.MapLines(dict(cmap.statements), frozen)
 
 
 def _cached(root: Path, base: str, args: Sequence[str]) -> dict[str, FileCoverage] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -351,3 +352,39 @@ def test_environment_of_the_test_run_is_scrubbed(
     )
     assert result.passed, result.reasons
     assert os.environ["GITHUB_TOKEN"] == "ghp_secret"
+
+
+@pytest.mark.slow
+def test_affected_coverage_baseline_comes_from_the_recorded_map(
+    project: Path, conductor: Conductor
+) -> None:
+    # The product's own path records the map: `pytest --selfheal --selfheal-coverage=always`.
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--selfheal",
+            "--selfheal-coverage=always",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "selfheal" in proc.stdout, proc.stdout + proc.stderr
+    good = make_diff(project, {"calc/ops.py": OPS.replace("a - b", "a + b")})
+    baton = validate_baton(conductor, ValidationRequest(patch_of(good), failing()))
+    assert baton.result is not None and baton.result.passed, baton.result.reasons
+    assert [r.stage for r in baton.runs] == ["affected"]  # no baseline run: the map had it
+    assert baton.map_lines is not None
+    dropped = OPS.replace(
+        "    return a - b",
+        "    if isinstance(a, str):\n        raise TypeError(a)\n    return a + b",
+    )
+    diff = make_diff(project, {"calc/ops.py": dropped})
+    result = validate(conductor, ValidationRequest(patch_of(diff, "p-drop"), failing()))
+    assert "changed lines 67% covered (2/3), below 100% before" in check(result, "coverage")

@@ -141,3 +141,9 @@ def test_xdist_only_for_large_sets() -> None:
     assert workers_for(10, cpus=8) == 0
     assert workers_for(5000, cpus=1) == 0
     assert workers_for(5000, cpus=2) == 2
+
+
+def test_repeats_judge_only_the_anomalys_own_tests() -> None:
+    run = _outcome(*[("t", "passed")] * 3, ("other", "failed"), exitstatus=1)
+    assert checks.check_repeats(run, ["t"], 3).passed
+    assert not checks.check_run("tests", run).passed
