@@ -83,6 +83,7 @@ class Results:
         assert len(self.runs) >= count, self.runs
 
 
+@pytest.mark.slow
 def test_runs_selected_tests_in_a_subprocess(make_repo: Callable[..., Path]) -> None:
     repo = make_repo(PROJECT)
     db = _store_with_map(repo / ".selfheal" / "selfheal.db")
@@ -100,6 +101,7 @@ def test_runs_selected_tests_in_a_subprocess(make_repo: Callable[..., Path]) -> 
     assert run.spawn_latency_s < 5
 
 
+@pytest.mark.slow
 def test_changes_during_a_run_merge_into_one_next_run(
     make_repo: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,6 +126,7 @@ def test_changes_during_a_run_merge_into_one_next_run(
     assert results.runs[1].changed == frozenset({"lib/x.py", "lib/y.py", "lib/z.py"})
 
 
+@pytest.mark.slow
 def test_a_run_over_its_timeout_is_killed(
     make_repo: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
