@@ -87,8 +87,12 @@ def _anomaly(
     evidence: Evidence,
 ) -> Anomaly:
     req = baton.request
+    # Between two versions the finding is the same in every window that sees it: one id per
+    # (versions, subject), so later windows update it instead of repeating it.
+    run_key = 0 if facts.mode == "version" else req.run_id
+    scope = f"{subject}@{facts.current_label}<{facts.baseline_label}" if not run_key else subject
     return Anomaly(
-        id=anomaly_id(req.run_id, kind, subtype, subject),
+        id=anomaly_id(run_key, kind, subtype, scope),
         kind=kind,
         subtype=subtype,
         severity=severity,

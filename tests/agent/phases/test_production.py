@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -262,3 +263,19 @@ def test_window_mode_with_a_coverage_map(tmp_path: Path) -> None:
     assert gap.kind is AnomalyKind.COVERAGE
     assert gap.tests == ()
     assert len(found) == 2
+
+
+def test_a_version_regression_keeps_one_id_across_windows(tmp_path: Path) -> None:
+    store_path = tmp_path / "s.db"
+    runs = []
+    with Store.open(store_path) as store:
+        for version, ms_ in (("A", 10), ("B", 40), ("B", 40)):
+            run = store.begin_run("agent-window")
+            spans = [_span(i, "GET /report", ms_, "api/views.py", "report") for i in range(20)]
+            store.insert_events(run, [dataclasses.replace(e, version=version) for e in spans])
+            runs.append(run)
+    first = _detect(tmp_path, store_path, runs[1])
+    second = _detect(tmp_path, store_path, runs[2])
+    assert [a.subtype for a in first] == ["slowdown"]
+    assert [a.id for a in first] == [a.id for a in second]
+    assert first[0].evidence["mode"] == "version"
