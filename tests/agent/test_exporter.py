@@ -157,3 +157,15 @@ def test_otel_traces_exporter_selfheal_in_an_instrumented_app(tmp_path: Path) ->
     assert items.location.function == "shop.list_items"
     assert items.location.file.endswith("shop.py")
     assert items.version == "A"
+
+
+def test_selfheal_endpoint_env_sends_straight_to_the_agent(tmp_path: Path) -> None:
+    got: list[TelemetryEvent] = []
+    with Receiver(got.extend, ReceiverSettings(port=0)) as receiver:
+        env = {"OTEL_TRACES_EXPORTER": "selfheal", "SELFHEAL_ENDPOINT": receiver.url}
+        run_app("B", {**env, "SELFHEAL_SPOOL_DIR": ""}, requests=6)
+        assert wait_until_stored(receiver, 6 * 5)
+    assert len(got) == 6 * 5
+    errors = [e for e in got if e.exception_type]
+    assert {e.exception_type for e in errors} == {"ValueError"}
+    assert all("price" in e.exception_signature for e in errors)
