@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.handoff import CHILD_ENV
+from agent.warm import WarmPytest
 from agent.watcher import needs_full_run
 
 log = logging.getLogger("selfheal.autorun")
@@ -23,6 +24,7 @@ FULL_RUN = ""  # submitted alone (an empty batch) it asks for the whole suite
 
 # `changed files -> node ids or paths to run`; None means "all tests" (no usable map).
 Selector = Callable[[Path, frozenset[str]], list[str] | None]  # (store, changed)
+Popen = subprocess.Popen[bytes]
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class TestRun:
     duration_s: float = 0.0
     timed_out: bool = False
     output_tail: tuple[str, ...] = field(default=())
+    warm: bool = False  # started in a pre-started pytest process
 
 
 def select_affected(store_path: Path, changed: frozenset[str]) -> list[str] | None:
@@ -95,6 +98,7 @@ class AutoRunner:
         select: Selector = select_affected,
         timeout_s: float = 600.0,
         pytest_args: Sequence[str] = (),
+        warm: bool = True,
     ) -> None:
         self.root = root
         self.store = store
@@ -107,6 +111,9 @@ class AutoRunner:
         self._pending_since = 0.0
         self._stopping = False
         self._proc: subprocess.Popen[bytes] | None = None
+        self._use_warm = warm
+        self._warm: WarmPytest | None = None
+        self._env = {**os.environ, CHILD_ENV: "1", "SELFHEAL_STORE": str(store)}
         self.runs = 0
         self.last: TestRun | None = None
         self._thread = threading.Thread(target=self._loop, name="selfheal-tests", daemon=True)
@@ -131,6 +138,9 @@ class AutoRunner:
             _kill_group(proc, grace_s=min(5.0, timeout / 2))
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._warm is not None:
+            self._warm.discard()
+            self._warm = None
 
     @property
     def busy(self) -> bool:
@@ -139,6 +149,7 @@ class AutoRunner:
 
     def _loop(self) -> None:
         while True:
+            self._keep_warm()
             with self._cond:
                 while not self._pending and not self._stopping:
                     self._cond.wait()
@@ -159,36 +170,60 @@ class AutoRunner:
             except Exception:
                 log.exception("handling the test run result failed")
 
+    def pytest_argv(self, selected: list[str] | None) -> list[str]:
+        args = ["--selfheal", "-q", "-p", "no:cacheprovider", *self._pytest_args]
+        return [*args, *(selected or [])]
+
     def command(self, selected: list[str] | None) -> list[str]:
-        args = [sys.executable, "-m", "pytest", "--selfheal", "-q", "-p", "no:cacheprovider"]
-        return [*args, *self._pytest_args, *(selected or [])]
+        return [sys.executable, "-m", "pytest", *self.pytest_argv(selected)]
+
+    def _keep_warm(self) -> None:
+        if not self._use_warm or self._stopping:
+            return
+        if self._warm is None or not self._warm.alive():
+            try:
+                self._warm = WarmPytest(self.root, self._env)
+            except OSError as exc:
+                log.warning("cannot pre-start pytest: %s", exc)
+                self._warm = None
+
+    def _spawn(self, selected: list[str] | None, out_path: Path) -> tuple[Popen, bool]:
+        """The warm process when it is there and alive, else a cold `python -m pytest`."""
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            proc = warm.run(self.pytest_argv(selected), out_path)
+            if proc is not None:
+                return proc, True
+        with out_path.open("wb") as out:
+            proc = subprocess.Popen(
+                self.command(selected),
+                cwd=self.root,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, killed whole at the timeout
+            )
+        return proc, False
 
     def _run(self, changed: frozenset[str], since: float) -> TestRun:
         selected = self._select(self.store, changed)
         if selected is not None and not selected:
             log.info("no test covers %s; nothing to run", ", ".join(sorted(changed)[:5]))
             return TestRun(changed, (), time.time_ns(), time.monotonic() - since, exit_code=5)
-        env = {**os.environ, CHILD_ENV: "1", "SELFHEAL_STORE": str(self.store)}
         out_path = self.store.parent / OUTPUT_FILE
         out_path.parent.mkdir(parents=True, exist_ok=True)
         started_ns = time.time_ns()
         t0 = time.monotonic()
-        with out_path.open("wb") as out, self._cond:
+        with self._cond:
             if self._stopping:
                 raise RuntimeError("stopping")
-            self._proc = subprocess.Popen(
-                self.command(selected),
-                cwd=self.root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, killed whole at the timeout
-            )
-            proc = self._proc
+            proc, warm = self._spawn(selected, out_path)
+            self._proc = proc
         latency = time.monotonic() - since
         what = "all tests" if selected is None else f"{len(selected)} test(s)"
-        log.info("running %s for %d changed file(s)", what, len(changed - {FULL_RUN}))
+        how = "pre-started pytest" if warm else "pytest"
+        log.info("running %s for %d changed file(s) (%s)", what, len(changed - {FULL_RUN}), how)
         timed_out = False
         try:
             code = proc.wait(self.timeout_s)
@@ -203,7 +238,7 @@ class AutoRunner:
         duration = time.monotonic() - t0
         log.info("tests finished: exit %d in %.1fs%s", code, duration, " (timed out)" * timed_out)
         sel = None if selected is None else tuple(selected)
-        return TestRun(changed, sel, started_ns, latency, code, duration, timed_out, tail)
+        return TestRun(changed, sel, started_ns, latency, code, duration, timed_out, tail, warm)
 
 
 def _kill_group(proc: subprocess.Popen[bytes], grace_s: float) -> None:

@@ -97,6 +97,7 @@ def test_runs_selected_tests_in_a_subprocess(make_repo: Callable[..., Path]) -> 
         runner.stop()
     run = results.runs[0]
     assert run.exit_code == 0 and run.selected == ("tests/test_a.py::test_one",)
+    assert run.warm  # the pre-started pytest took it
     assert any("1 passed" in line for line in run.output_tail)
     assert run.spawn_latency_s < 5
 

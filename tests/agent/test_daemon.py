@@ -109,7 +109,7 @@ def test_start_edit_status_stop_as_a_new_user(project: Path) -> None:
     assert payload["kind"] == "error" and "test_discount" in payload["subject"]
     log = (project / ".selfheal/agent.log").read_text()
     assert "1 changed file(s): shop/prices.py" in log
-    assert "running 2 test(s)" in log  # selected from the coverage map, not the whole suite
+    assert "running 2 test(s) for 1 changed file(s)" in log  # from the coverage map
 
     # Undo it, then check out the colleague's commit: healed into a validated patch and a
     # proposal branch, while the working tree stays as the developer left it.
