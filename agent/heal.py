@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from agent.conductor import Conductor
     from agent.phases.diagnosis import DiagnosisBaton
     from agent.phases.fix import Candidate, FixBaton
+    from agent.phases.fix.quickcheck import FastCheck
+    from agent.phases.validation import Worktree
 
 PATCH_DIR = "patches"
 EXTRA_AFTER_FIRST = 5  # candidates still tried after the first validated patch, for ranking
@@ -216,6 +218,7 @@ def _search(
     last_gate = ""
     repo = Path(dbaton.codebase.root) if dbaton.codebase else config.root
     with Worktree(repo, fbaton.base_commit, "quick") as wt:
+        fast = _fast_check(wt, anomaly, dbaton, deadline)
         for _cand, patch in pairs:
             if time.monotonic() > deadline - MIN_STEP_S:
                 break
@@ -228,16 +231,19 @@ def _search(
                 # and only while half of this anomaly's budget is left.
                 continue
             tried += 1
-            quick = quick_reject(
-                config,
-                patch.diff,
-                _own_tests(anomaly, patch),
-                worktree=wt,
-                base_commit=fbaton.base_commit,
-                timeout_s=_step(deadline, 60.0),
-                patch_id=patch.id,
-            )
-            if not quick.passed:
+            if fast is not None:
+                survived = fast.passes(patch.diff, _step(deadline, 60.0))
+            else:
+                survived = quick_reject(
+                    config,
+                    patch.diff,
+                    _own_tests(anomaly, patch),
+                    worktree=wt,
+                    base_commit=fbaton.base_commit,
+                    timeout_s=_step(deadline, 60.0),
+                    patch_id=patch.id,
+                ).passed
+            if not survived:
                 rejected += 1
                 continue
             say(
@@ -274,6 +280,17 @@ def _search(
         tried,
         reason,
     )
+
+
+def _fast_check(
+    wt: Worktree, anomaly: Anomaly, dbaton: DiagnosisBaton, deadline: float
+) -> FastCheck | None:
+    """The plugin-free early reject for failing tests, when it behaves like the real run."""
+    from agent.phases.fix.quickcheck import FastCheck
+
+    if anomaly.kind is not AnomalyKind.ERROR:
+        return None  # timings and new tests need the real setting
+    return FastCheck.calibrate(wt, anomaly.tests, dbaton.codebase, _step(deadline, 60.0))
 
 
 def _own_tests(anomaly: Anomaly, patch: Patch) -> tuple[str, ...]:

@@ -74,11 +74,19 @@ def run_pytest(
     coverage: bool = False,
     env: Mapping[str, str] | None = None,
     python: Sequence[str] = (),
+    autoload: bool = True,
 ) -> PytestRun:
-    """`python -m pytest args` in cwd; the process group is killed at the timeout."""
+    """`python -m pytest args` in cwd; the process group is killed at the timeout.
+
+    With `autoload=False` installed pytest plugins are not loaded (PYTEST_DISABLE_PLUGIN_AUTOLOAD),
+    which saves most of pytest's start-up; callers use it only after checking that the tests
+    behave the same without them.
+    """
     with tempfile.TemporaryDirectory(prefix="selfheal-probe-") as tmp:
         out = Path(tmp) / "probe.json"
         full_env = _environment(cwd, out, coverage, env)
+        if not autoload:
+            full_env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
         cmd = [
             sys.executable,
             *python,
@@ -90,7 +98,7 @@ def run_pytest(
             "no:selfheal",
             "-p",
             "no:cacheprovider",
-            "-n0",
+            *(["-n0"] if autoload else []),  # xdist is one of the autoloaded plugins
             "-q",
             "--tb=native",
             *args,
