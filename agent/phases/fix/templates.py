@@ -196,19 +196,48 @@ def swapped_arguments(text: str, tree: ast.Module, line: int, exc: str) -> Itera
             )
 
 
+def _containers(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
+    """Names used as collections: iterated, indexed, measured, or bound to a display or to a
+    collection-building call. A collection rarely stands in for a scalar, or the reverse."""
+    builders = {"list", "dict", "set", "tuple", "sorted", "reversed", "zip", "range", "enumerate"}
+    found: set[str] = set()
+    for n in ast.walk(func):
+        if isinstance(n, ast.For | ast.comprehension) and isinstance(n.iter, ast.Name):
+            found.add(n.iter.id)
+        elif isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name):
+            found.add(n.value.id)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "len":
+            found.update(a.id for a in n.args if isinstance(a, ast.Name))
+        elif isinstance(n, ast.Assign) and isinstance(n.value, (*_DISPLAYS, ast.Call)):
+            call = n.value
+            if isinstance(call, ast.Call) and not (
+                isinstance(call.func, ast.Name) and call.func.id in builders
+            ):
+                continue
+            found.update(t.id for t in n.targets if isinstance(t, ast.Name))
+    return found
+
+
+_DISPLAYS = (ast.List, ast.Dict, ast.Set, ast.Tuple, ast.ListComp, ast.DictComp, ast.SetComp)
+
+
 def wrong_variable(text: str, tree: ast.Module, line: int, exc: str) -> Iterator[Edit]:
+    """Each other name in scope of the same shape (collection or not), the most recently
+    assigned first."""
     func = enclosing_function(tree, line)
     if func is None:
         return
-    scope = [a.arg for a in func.args.args + func.args.kwonlyargs]
+    bound: dict[str, int] = {a.arg: func.lineno for a in func.args.args + func.args.kwonlyargs}
     for n in ast.walk(func):
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store) and n.lineno < line:
-            scope.append(n.id)
-    names = list(dict.fromkeys(scope))
+            bound[n.id] = max(bound.get(n.id, 0), n.lineno)
+    names = sorted(bound, key=lambda name: -bound[name])
+    containers = _containers(func)
     for node in walk_at_line(tree, line):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in names:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in bound:
+            shape = node.id in containers
             for other in names:
-                if other != node.id:
+                if other != node.id and (other in containers) == shape:
                     yield f"use {other} instead of {node.id}", replace_node(text, node, other), 1
 
 

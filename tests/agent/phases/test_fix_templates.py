@@ -97,3 +97,18 @@ def test_the_exceptions_own_template_comes_first(exception: str) -> None:
 
 def test_unparsable_source_yields_nothing() -> None:
     assert _candidates("def broken(:\n", 1, "KeyError") == []
+
+
+def test_wrong_variable_keeps_shape_and_prefers_recent_names() -> None:
+    src = (
+        "def gap(values):\n    ordered = sorted(values)\n    best = 0\n"
+        "    for a, b in zip(ordered, ordered[1:]):\n        d = b - a\n        best = b\n"
+        "    return best\n"
+    )
+    found = [
+        c.description
+        for c in RepairTemplates().propose(work({"m.py": src}, (("m.py", 6),)))
+        if c.description.startswith("wrong_variable")
+    ]
+    assert found[0].startswith("wrong_variable: use d instead of b")
+    assert not any("use values" in d or "use ordered" in d for d in found)
