@@ -206,7 +206,11 @@ def _containers(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
             found.add(n.iter.id)
         elif isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name):
             found.add(n.value.id)
-        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "len":
+        elif (
+            isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name)
+            and (n.func.id == "len" or n.func.id in builders | {"sum", "min", "max", "any", "all"})
+        ):
             found.update(a.id for a in n.args if isinstance(a, ast.Name))
         elif isinstance(n, ast.Assign) and isinstance(n.value, (*_DISPLAYS, ast.Call)):
             call = n.value
