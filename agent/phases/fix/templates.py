@@ -209,7 +209,7 @@ def _containers(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
         elif (
             isinstance(n, ast.Call)
             and isinstance(n.func, ast.Name)
-            and (n.func.id == "len" or n.func.id in builders | {"sum", "min", "max", "any", "all"})
+            and n.func.id in _TAKES_ITERABLE
         ):
             found.update(a.id for a in n.args if isinstance(a, ast.Name))
         elif isinstance(n, ast.Assign) and isinstance(n.value, (*_DISPLAYS, ast.Call)):
@@ -222,6 +222,11 @@ def _containers(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[str]:
     return found
 
 
+# Built-ins whose arguments are collections (range's are numbers).
+_TAKES_ITERABLE = {
+    *("len", "list", "dict", "set", "tuple", "sorted", "reversed", "zip", "enumerate"),
+    *("sum", "min", "max", "any", "all", "frozenset"),
+}
 _DISPLAYS = (ast.List, ast.Dict, ast.Set, ast.Tuple, ast.ListComp, ast.DictComp, ast.SetComp)
 
 
