@@ -250,6 +250,7 @@ def wrong_variable(text: str, tree: ast.Module, line: int, exc: str) -> Iterator
                     yield f"use {other} instead of {node.id}", replace_node(text, node, other), 1
 
 
+_GUARDS = frozenset({"zero_division", "dict_get", "bounds_check", "none_guard"})
 TEMPLATES: dict[str, Template] = {
     "zero_division": zero_division,
     "dict_get": dict_get,
@@ -272,6 +273,9 @@ class RepairTemplates:
     def propose(self, work: FixWork) -> Iterator[Candidate]:
         first = _HINTS.get(work.exception)
         order = sorted(TEMPLATES, key=lambda n: n != first)
+        if work.exception in ("", "AssertionError"):
+            # A guard changes behaviour only on a path that raises; a wrong value is not one.
+            order = [n for n in order if n not in _GUARDS]
         for rank, (file, line) in enumerate(_lines(work)):
             text = work.sources.get(file)
             if text is None:

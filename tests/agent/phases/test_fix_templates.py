@@ -112,3 +112,13 @@ def test_wrong_variable_keeps_shape_and_prefers_recent_names() -> None:
     ]
     assert found[0].startswith("wrong_variable: use d instead of b")
     assert not any("use values" in d or "use ordered" in d for d in found)
+
+
+def test_guards_are_not_proposed_for_a_wrong_value() -> None:
+    src = "def pick(d, k):\n    return d[k] / 2\n"
+    found = [
+        c.description.split(":")[0]
+        for c in RepairTemplates().propose(work({"m.py": src}, (("m.py", 2),)))
+    ]
+    assert "dict_get" not in found and "zero_division" not in found
+    assert "swapped_arguments" in found
