@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from agent.phases.telemetry.raw import NO_LOCATION, OpKey, RawEvent
 from agent.records import CallEdge, SignatureCount, SpanStatus, TelemetryEvent, TelemetryMetrics
-from agent.sketch import INV_LOG_GAMMA, MAX_KEY, ZERO_KEY, QuantileSketch
+from agent.sketch import INV_LOG_GAMMA, QuantileSketch, bucket_key
 
 OTHER = "(other)"  # where events go once the operation (or edge, signature) limit is reached
 OTHER_KEY: OpKey = (OTHER, OTHER, "")
@@ -20,6 +20,7 @@ MAX_EDGES = 256
 MAX_SIGNATURES = 64
 LOCATION_TRIES = 8  # events of an operation looked at for its code location
 K = TypeVar("K")
+MAX_VALUE = 2**62  # below this, ceil(log_gamma(value)) never passes MAX_KEY
 _duration = attrgetter("duration_ns")
 
 
@@ -67,37 +68,52 @@ class OpAggregate:
     def add_group(self, events: list[RawEvent], exemplars: int) -> None:
         """Fold events of this operation in; the per-event work is in list comprehensions."""
         durations = [e.duration_ns for e in events]
-        starts = [e.start_ns for e in events]
+        ends = [e.start_ns + e.duration_ns for e in events]
         self.count += len(events)
         self.total_ns += sum(durations)
         low, high = min(durations), max(durations)
-        first, last = min(starts), max(s + d for s, d in zip(starts, durations, strict=True))
+        first, last = min([e.start_ns for e in events]), max(ends)
         self.min_ns = min(self.min_ns, low)
         self.max_ns = max(self.max_ns, high)
         self.first_ns = min(self.first_ns, first)
         self.last_ns = max(self.last_ns, last)
-        keys = [
-            min(ceil(log(d) * INV_LOG_GAMMA), MAX_KEY) if d >= 1 else ZERO_KEY for d in durations
-        ]
+        self._sketch(durations, low, high)
+        failed = [e for e in events if e.status is SpanStatus.ERROR]
+        self.errors += len(failed)
+        self.failures.extend(failed[: max(0, exemplars - len(self.failures))])
+        for signature in [e.signature for e in events if e.exception is not None]:
+            if signature:
+                _bump(self.signatures, signature, MAX_SIGNATURES, OTHER)
+        if exemplars:
+            self._keep_slowest(events, durations, exemplars)
+        self._locate(events)
+
+    def _sketch(self, durations: list[int], low: int, high: int) -> None:
+        if low >= 1 and high <= MAX_VALUE:  # the usual case: no clamping per value
+            keys = [ceil(log(d) * INV_LOG_GAMMA) for d in durations]
+        else:
+            keys = [bucket_key(d) for d in durations]
         buckets = Counter(self.sketch.buckets)
         buckets.update(keys)
         self.sketch.buckets = dict(buckets)
         self.sketch.count += len(keys)
-        failed = [e for e in events if e.status is SpanStatus.ERROR]
-        self.errors += len(failed)
-        self.failures.extend(failed[: max(0, exemplars - len(self.failures))])
-        for e in events:
-            if e.signature:
-                _bump(self.signatures, e.signature, MAX_SIGNATURES, OTHER)
-        if exemplars:
-            self.slowest = heapq.nlargest(exemplars, [*self.slowest, *events], key=_duration)
-        self._locate(events)
+
+    def _keep_slowest(self, events: list[RawEvent], durations: list[int], keep: int) -> None:
+        # Only events at least as slow as the k-th slowest so far can enter: usually none.
+        floor = self.slowest[-1].duration_ns if len(self.slowest) >= keep else -1
+        if len(durations) > keep:
+            floor = max(floor, sorted(durations)[-keep])
+        candidates = [e for e in events if e.duration_ns >= floor]
+        self.slowest = heapq.nlargest(keep, [*self.slowest, *candidates], key=_duration)
 
     def _locate(self, events: list[RawEvent]) -> None:
-        # Reading a location converts the span's attributes: only the first few events try.
+        # The first events of an operation decide; only those with attributes at hand are
+        # looked at (the parser decodes the first few of each operation at once).
+        if not self.location_tries:
+            return
         for e in events[: self.location_tries]:
             self.location_tries -= 1
-            if e.location.function:
+            if e.attributes_at_hand and e.location.function:
                 self.location = e.location
                 self.location_tries = 0
                 return
@@ -145,7 +161,6 @@ class Aggregator:
     def add_all(self, items: Iterable[RawEvent]) -> None:
         """Fold a batch in: grouped by operation first, so each group is folded in bulk."""
         groups: dict[OpKey, list[RawEvent]] = {}
-        calls: Counter[tuple[OpKey, OpKey]] = Counter()
         for item in items:
             group = groups.get(item.key)
             if group is None:
@@ -154,13 +169,16 @@ class Aggregator:
                 group.append(item)
         for key, events in groups.items():
             self._aggregate(key, len(events)).add_group(events, self.exemplars)
-            calls.update((e.parent_key, key) for e in events if e.parent_key is not None)
-        for (parent, child), count in calls.items():
-            edges = self._aggregate(parent, 0).edges
-            if child in edges:
-                edges[child] += count
-            else:
-                _bump(edges, child, MAX_EDGES, OTHER_KEY, count)
+            for parent, count in Counter([e.parent_key for e in events]).items():
+                if parent is not None:
+                    self._add_edge(parent, key, count)
+
+    def _add_edge(self, parent: OpKey, child: OpKey, count: int) -> None:
+        edges = self._aggregate(parent, 0).edges
+        if child in edges:
+            edges[child] += count
+        else:
+            _bump(edges, child, MAX_EDGES, OTHER_KEY, count)
 
     def add(self, event: RawEvent) -> None:
         self.add_all([event])

@@ -70,3 +70,42 @@ _CONVERT: dict[str, Callable[[Any], AttrValue]] = {
     "kvlistValue": _kvlist,
     "bytesValue": _scalar,  # already base64 text
 }
+
+
+class LineRef:
+    """The bytes of one OTLP JSON line, kept so its spans' attributes can be decoded later.
+
+    Holding the decoded attribute lists of a whole batch costs more (in deallocation and cache
+    misses of ~10 objects per span) than decoding a line again for the few spans that are
+    stored; one bytes object per line is cheap to keep.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def span_attributes(self, resource: int, scope: int, span: int) -> dict[str, AttrValue]:
+        cached = _LAST.entry  # one read: another thread may replace it meanwhile
+        if cached[0] is self:
+            decoded = cached[1]
+        else:
+            decoded = json.loads(self.data)
+            _LAST.entry = (self, decoded)
+        try:
+            rs = decoded["resourceSpans"][resource]
+            scopes = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans")
+            return attributes(scopes[scope]["spans"][span].get("attributes"))
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return {}  # the span was read from this line, so this does not happen
+
+
+class _LastLine:
+    """The last line decoded again: stored events come in line order, so most reads hit it."""
+
+    entry: tuple[LineRef | None, Any] = (None, None)
+
+
+_LAST = _LastLine()
+
+SpanRef = tuple[LineRef, int, int, int]  # a span's line, and its resource, scope and index

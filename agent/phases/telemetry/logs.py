@@ -62,10 +62,7 @@ def log_event(obj: dict[str, Any], default_service: str) -> RawEvent:
         str(_first(obj, SPAN_KEYS) or "").lower(),
         "",
         attrs,
-        None,
-        exc_type,
-        exc_message,
-        stack,
+        (exc_type, exc_message, stack) if exc_type else None,
     )
 
 

@@ -59,7 +59,7 @@ def normalise(batch: Iterable[RawEvent], state: LinkState, final: bool) -> list[
         key = item.key = (item.service, item.operation, item.version)
         if item.span_id:
             ops[item.trace_id + item.span_id] = key
-        if item.exc_type:
+        if item.exception is not None:
             settle(item)
     state.index.trim()
     ready: list[RawEvent] = []

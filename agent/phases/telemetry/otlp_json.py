@@ -11,7 +11,7 @@ import base64
 import binascii
 from typing import Any
 
-from agent.phases.telemetry.anyvalue import attributes
+from agent.phases.telemetry.anyvalue import LineRef, attributes
 from agent.phases.telemetry.raw import RawEvent
 from agent.records import EventSource, SpanStatus
 
@@ -27,29 +27,69 @@ UNKNOWN_SERVICE = "unknown_service"
 _SPAN_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
 
+class OtlpParser:
+    """Reads OTLP JSON requests for one ingest.
+
+    Attributes are decoded at once only for the first `eager` spans of each operation (their
+    code location names the operation's place in the metrics) and for spans that recorded an
+    exception (the signature may need it); other spans keep a reference into their line.
+    """
+
+    def __init__(self, eager: int = 3, max_operations: int = 100_000) -> None:
+        self.eager = eager
+        self.max_operations = max_operations
+        self._seen: dict[str, dict[str, int]] = {}  # service -> operation -> spans decoded
+        self._operations = 0
+
+    def parse(self, obj: dict[str, Any], out: list[RawEvent], line: bytes | None = None) -> int:
+        """Append the spans of one request to `out`; returns how many spans were malformed."""
+        bad = 0
+        resource_spans = obj.get("resourceSpans")
+        if not isinstance(resource_spans, list):
+            raise ValueError("resourceSpans is not a list")
+        ref = LineRef(line) if line is not None else None
+        append = out.append
+        for r, rs in enumerate(resource_spans):
+            resource = rs.get("resource") or {}
+            res_attrs = attributes(resource.get("attributes"))
+            service = str(res_attrs.get("service.name") or UNKNOWN_SERVICE)
+            version = str(res_attrs.get("service.version") or "")
+            seen = self._seen.setdefault(service, {})
+            scopes = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ()
+            for s, scope in enumerate(scopes):
+                for k, span in enumerate(scope.get("spans") or ()):
+                    try:
+                        event = span_event(span, service, version)
+                    except _SPAN_ERRORS:
+                        bad += 1  # one bad span does not spoil the rest of the request
+                        continue
+                    if (
+                        ref is not None
+                        and event.exception is None
+                        and seen.get(event.operation, 0) >= self.eager
+                    ):
+                        event._attrs = (ref, r, s, k)
+                    else:
+                        self._count(seen, event.operation)
+                    append(event)
+        return bad
+
+    def _count(self, seen: dict[str, int], operation: str) -> None:
+        if operation not in seen:
+            self._operations += 1
+            if self._operations > self.max_operations:  # bounded: start counting afresh
+                self._seen.clear()
+                self._operations = 1
+        seen[operation] = seen.get(operation, 0) + 1
+
+
 def parse_request(obj: dict[str, Any], out: list[RawEvent]) -> int:
-    """Append the spans of one request to `out`; returns how many spans were malformed."""
-    bad = 0
-    resource_spans = obj.get("resourceSpans")
-    if not isinstance(resource_spans, list):
-        raise ValueError("resourceSpans is not a list")
-    append = out.append
-    for rs in resource_spans:
-        resource = rs.get("resource") or {}
-        res_attrs = attributes(resource.get("attributes"))
-        service = str(res_attrs.get("service.name") or UNKNOWN_SERVICE)
-        version = str(res_attrs.get("service.version") or "")
-        scopes = rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ()
-        for scope in scopes:
-            for span in scope.get("spans") or ():
-                try:
-                    append(span_event(span, service, version))
-                except _SPAN_ERRORS:
-                    bad += 1  # one bad span does not spoil the rest of the request
-    return bad
+    """Append the spans of one request to `out`, attributes decoded; returns the bad spans."""
+    return OtlpParser().parse(obj, out)
 
 
 def span_event(span: dict[str, Any], service: str, version: str) -> RawEvent:
+    """One span, its attributes decoded (an OtlpParser may swap them for a line reference)."""
     get = span.get
     name = span["name"]
     if type(name) is not str:
@@ -82,23 +122,26 @@ def span_event(span: dict[str, Any], service: str, version: str) -> RawEvent:
         trace_id,
         span_id,
         parent_id,
-        None,
         key_values,
     )
     events = get("events")
     if events:
-        _exception(event, events)
+        event.exception = _exception(events)
     return event
 
 
-def _exception(event: RawEvent, events: list[dict[str, Any]]) -> None:
+def _exception(events: list[dict[str, Any]]) -> tuple[str, str, str] | None:
     """The last `exception` span event (OTel records one per raised exception)."""
+    found = None
     for item in events:
         if item.get("name") == "exception":
             ev = attributes(item.get("attributes"))
-            event.exc_type = str(ev.get("exception.type", ""))
-            event.exc_message = str(ev.get("exception.message", ""))
-            event.exc_stack = str(ev.get("exception.stacktrace", ""))
+            found = (
+                str(ev.get("exception.type", "")),
+                str(ev.get("exception.message", "")),
+                str(ev.get("exception.stacktrace", "")),
+            )
+    return found if found and found[0] else None
 
 
 def hex_id(value: object, width: int) -> str:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from agent.otel import code_location
+from agent.phases.telemetry.anyvalue import LineRef, SpanRef
 from agent.phases.telemetry.anyvalue import attributes as convert_attributes
 from agent.records import AttrValue, CodeLocation, EventSource, SpanStatus, TelemetryEvent
 
 NO_LOCATION = CodeLocation()
 OpKey = tuple[str, str, str]  # (service, operation, version)
+Exception3 = tuple[str, str, str]  # (type, message, stack trace)
 _NO_CODE = (None, None, None, None)
 _LOCATIONS: dict[tuple[object, ...], CodeLocation] = {}
 _MAX_LOCATIONS = 65_536
@@ -19,24 +21,20 @@ class RawEvent:
     """One span or log line: extraction fills the read fields, normalisation the derived ones.
 
     A mutable slotted class, not the frozen TelemetryEvent: one is made per span on the hot
-    path. What only some events need is computed on first use: the attribute dict (from the
-    OTLP KeyValue list), the code location, and the TelemetryEvent record itself (`to_event`),
-    which is built only for events that are stored.
+    path, so its constructor sets as few slots as it can. What only some events need is made
+    on first use: the attribute dict (from the OTLP KeyValue list), the code location, and the
+    TelemetryEvent record itself (`to_event`), built only for events that are stored.
     """
 
     __slots__ = (
-        "_attributes",
-        "_key_values",
+        "_attrs",
         "_location",
         "duration_ns",
-        "exc_message",
-        "exc_stack",
-        "exc_type",
+        "exception",
         "key",
         "operation",
         "parent_key",
         "parent_span_id",
-        "record",
         "service",
         "signature",
         "source",
@@ -46,6 +44,8 @@ class RawEvent:
         "trace_id",
         "version",
     )
+    _location: CodeLocation
+    key: OpKey
 
     def __init__(  # noqa: PLR0917 - positional: one call per span on the hot path
         self,
@@ -59,11 +59,8 @@ class RawEvent:
         trace_id: str,
         span_id: str,
         parent_span_id: str,
-        attributes: dict[str, AttrValue] | None,
-        key_values: Any = None,
-        exc_type: str = "",
-        exc_message: str = "",
-        exc_stack: str = "",
+        attrs: dict[str, AttrValue] | SpanRef | list[Any] | None,
+        exception: Exception3 | None = None,
     ) -> None:
         self.source = source
         self.service = service
@@ -75,77 +72,68 @@ class RawEvent:
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_span_id = parent_span_id
-        self._attributes = attributes
-        self._key_values = key_values  # an OTLP KeyValue list, converted on first use
-        self.exc_type = exc_type
-        self.exc_message = exc_message
-        self.exc_stack = exc_stack
-        self._location: CodeLocation | None = None
+        # A dict, or what it is made from on first use: an OTLP KeyValue list, or a reference
+        # to the span in its line (see LineRef).
+        self._attrs = attrs
+        self.exception = exception
         self.signature = ""
-        self.key: OpKey = ("", "", "")  # (service, operation, version), set by normalisation
         self.parent_key: OpKey | None = None
-        # The record this event was read from (spool, in-memory), reused when nothing changed.
-        self.record: TelemetryEvent | None = None
+        # Unset until needed: `key` (service, operation, version) is set by normalisation,
+        # `_location` on first read.
 
     @property
     def attributes(self) -> dict[str, AttrValue]:
-        if self._attributes is None:
-            self._attributes = convert_attributes(self._key_values)
-            self._key_values = None
-        return self._attributes
+        attrs = self._attrs
+        if isinstance(attrs, dict):
+            return attrs
+        if isinstance(attrs, tuple) and isinstance(attrs[0], LineRef):
+            made = attrs[0].span_attributes(attrs[1], attrs[2], attrs[3])
+        else:
+            made = convert_attributes(attrs)
+        self._attrs = made
+        return made
+
+    @property
+    def attributes_at_hand(self) -> bool:
+        """Whether reading `attributes` costs no decoding of its line again."""
+        attrs = self._attrs
+        return not (isinstance(attrs, tuple) and isinstance(attrs[0], LineRef))
 
     @property
     def location(self) -> CodeLocation:
         """Where the code is, under the old or the new semantic-convention names."""
-        if self._location is None:
+        try:
+            return self._location
+        except AttributeError:
             self._location = location_of(self.attributes)
-        return self._location
+            return self._location
 
     @location.setter
     def location(self, value: CodeLocation) -> None:
         self._location = value
 
     @property
+    def exc_type(self) -> str:
+        return self.exception[0] if self.exception else ""
+
+    @property
+    def exc_message(self) -> str:
+        return self.exception[1] if self.exception else ""
+
+    @property
+    def exc_stack(self) -> str:
+        return self.exception[2] if self.exception else ""
+
+    @property
     def parent_operation(self) -> str:
         return self.parent_key[1] if self.parent_key is not None else ""
 
-    @classmethod
-    def from_record(cls, event: TelemetryEvent) -> RawEvent:
-        raw = cls(
-            event.source,
-            event.service,
-            event.version,
-            event.operation,
-            event.start_ns,
-            event.duration_ns,
-            event.status,
-            event.trace_id,
-            event.span_id,
-            event.parent_span_id,
-            event.attributes,
-            None,
-            event.exception_type,
-            event.exception_message,
-            event.exception_stacktrace,
-        )
-        if event.location != NO_LOCATION:
-            raw.location = event.location
-        raw.signature = event.exception_signature
-        if event.parent_operation:
-            raw.parent_key = (event.service, event.parent_operation, event.version)
-        raw.record = event
-        return raw
+    @staticmethod
+    def from_record(event: TelemetryEvent) -> RawEvent:
+        return RecordEvent(event)
 
     def to_event(self) -> TelemetryEvent:
-        """The normalised record (the one read in, when normalisation changed nothing)."""
-        record = self.record
-        if (
-            record is not None
-            and record.parent_operation == self.parent_operation
-            and record.location == self.location
-            and record.exception_signature == self.signature
-        ):
-            return record
+        """The normalised record."""
         return TelemetryEvent(
             source=self.source,
             service=self.service,
@@ -165,6 +153,49 @@ class RawEvent:
             exception_signature=self.signature,
             attributes=self.attributes,
         )
+
+
+class RecordEvent(RawEvent):
+    """An event that arrived as a record (spool line, plugin, receiver): reused if unchanged."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, event: TelemetryEvent) -> None:
+        exception = (
+            (event.exception_type, event.exception_message, event.exception_stacktrace)
+            if event.exception_type
+            else None
+        )
+        super().__init__(
+            event.source,
+            event.service,
+            event.version,
+            event.operation,
+            event.start_ns,
+            event.duration_ns,
+            event.status,
+            event.trace_id,
+            event.span_id,
+            event.parent_span_id,
+            event.attributes,
+            exception,
+        )
+        if event.location != NO_LOCATION:
+            self.location = event.location
+        self.signature = event.exception_signature
+        if event.parent_operation:
+            self.parent_key = (event.service, event.parent_operation, event.version)
+        self.record = event
+
+    def to_event(self) -> TelemetryEvent:
+        record = self.record
+        if (
+            record.parent_operation == self.parent_operation
+            and record.location == self.location
+            and record.exception_signature == self.signature
+        ):
+            return record
+        return super().to_event()
 
 
 def location_of(attrs: dict[str, AttrValue]) -> CodeLocation:

@@ -11,7 +11,7 @@ from typing import Any
 from agent import spool
 from agent.errors import TelemetryError
 from agent.phases.telemetry.logs import log_event, looks_like_log
-from agent.phases.telemetry.otlp_json import parse_request
+from agent.phases.telemetry.otlp_json import OtlpParser
 from agent.phases.telemetry.raw import RawEvent
 
 # Files a directory scan picks up; a file named explicitly is read whatever its name.
@@ -49,7 +49,10 @@ class SourceCounts:
 
 @dataclass
 class ReadStats:
+    """What one ingest keeps while reading: tallies per source, and the OTLP parser's state."""
+
     by_source: dict[str, SourceCounts] = field(default_factory=dict)
+    otlp: OtlpParser = field(default_factory=OtlpParser)
 
     def of(self, path: str) -> SourceCounts:
         counts = self.by_source.get(path)
@@ -139,7 +142,7 @@ def read_batch(
     while index < len(sources) and len(out) < limit:
         source = sources[index]
         try:
-            offset, finished = _read_file(source, offset, limit, stats.of(source.path), out)
+            offset, finished = _read_file(source, offset, limit, stats, out)
         except OSError as exc:
             raise TelemetryError(f"{source.path}: cannot read: {exc.strerror or exc}") from None
         if finished:
@@ -151,10 +154,11 @@ def _read_file(
     source: SourceFile,
     offset: int,
     limit: int,
-    counts: SourceCounts,
+    stats: ReadStats,
     out: list[RawEvent],
 ) -> tuple[int, bool]:
-    service = Path(source.path).stem  # for log lines that do not name their service
+    lines = LineParser(stats.otlp, stats.of(source.path), Path(source.path).stem)
+    counts = lines.counts
     with open(source.path, "rb") as handle:
         handle.seek(offset)
         while len(out) < limit:
@@ -167,7 +171,7 @@ def _read_file(
                 counts.malformed += 1
                 continue
             before = len(out)
-            parse_line(line, service, counts, out)
+            lines.parse(line, out)
             counts.events += len(out) - before
     return offset, False
 
@@ -180,38 +184,47 @@ def _skip_rest(handle: Any, offset: int) -> int:
             return offset
 
 
-def parse_line(line: bytes, service: str, counts: SourceCounts, out: list[RawEvent]) -> None:
-    """One line of any supported format; what cannot be read is counted, never raised."""
-    if not line.strip():
-        return
-    counts.lines += 1
-    try:
-        obj = json.loads(line)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both
-        counts.malformed += 1
-        return
-    if not isinstance(obj, dict):
-        counts.malformed += 1
-        return
-    try:
-        _dispatch(obj, service, counts, out)
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-        counts.malformed += 1
+@dataclass
+class LineParser:
+    """Parses the lines of one source: any supported format, each line on its own."""
 
+    otlp: OtlpParser
+    counts: SourceCounts
+    service: str  # for log lines that do not name their service: the file's stem
 
-def _dispatch(obj: dict[str, Any], service: str, counts: SourceCounts, out: list[RawEvent]) -> None:
-    if "resourceSpans" in obj:
-        counts.malformed += parse_request(obj, out)
-    elif obj.get("type") == "TelemetryEvent":
-        event, bad = spool.decode_event(obj)
-        counts.malformed += bad
-        if event is not None:
-            out.append(RawEvent.from_record(event))
-    elif spool.is_header(obj):
-        return
-    elif "resourceLogs" in obj or "resourceMetrics" in obj or "resourceProfiles" in obj:
-        counts.ignored += 1
-    elif looks_like_log(obj):
-        out.append(log_event(obj, service))
-    else:
-        counts.malformed += 1
+    def parse(self, line: bytes, out: list[RawEvent]) -> None:
+        """One line; what cannot be read is counted, never raised."""
+        if not line.strip():
+            return
+        counts = self.counts
+        counts.lines += 1
+        try:
+            obj = json.loads(line)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError both
+            counts.malformed += 1
+            return
+        if not isinstance(obj, dict):
+            counts.malformed += 1
+            return
+        try:
+            self._dispatch(obj, line, out)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+            counts.malformed += 1
+
+    def _dispatch(self, obj: dict[str, Any], line: bytes, out: list[RawEvent]) -> None:
+        counts = self.counts
+        if "resourceSpans" in obj:
+            counts.malformed += self.otlp.parse(obj, out, line)
+        elif obj.get("type") == "TelemetryEvent":
+            event, bad = spool.decode_event(obj)
+            counts.malformed += bad
+            if event is not None:
+                out.append(RawEvent.from_record(event))
+        elif spool.is_header(obj):
+            return
+        elif "resourceLogs" in obj or "resourceMetrics" in obj or "resourceProfiles" in obj:
+            counts.ignored += 1
+        elif looks_like_log(obj):
+            out.append(log_event(obj, self.service))
+        else:
+            counts.malformed += 1

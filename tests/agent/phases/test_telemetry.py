@@ -270,3 +270,20 @@ def test_outcome_is_frozen(conductor: Conductor) -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         out.run_id = 3  # type: ignore[misc]
     assert out.events == 5
+
+
+def test_attributes_read_again_from_their_line_are_each_spans_own(
+    conductor: Conductor, config: Config, tmp_path: Path
+) -> None:
+    # Past the first few spans of an operation, attributes are decoded from the line only
+    # when an event is stored; every stored event must still carry its own.
+    lines = [
+        request("api", [span("GET /", n, n, attrs={"n": n, "user": f"u{n}"}) for n in range(1, 8)]),
+        request("api", [span("GET /", n, n, attrs={"n": n}) for n in range(8, 12)]),
+    ]
+    path = write_lines(tmp_path / "t.jsonl", *lines)
+    out = ingest(conductor, TelemetryRequest(sources=(path,), keep_raw=True))
+    with Store.open(config.store) as store:
+        events = store.events(out.run_id)
+    assert [e.attributes["n"] for e in events] == list(range(1, 12))
+    assert events[5].attributes == {"n": 6, "user": "u6"}
