@@ -42,7 +42,7 @@ class CoverageMap:
         return sorted(
             node
             for node, files in self.per_test.items()
-            if file in files and (wanted is None or files[file] & wanted)
+            if node and file in files and (wanted is None or files[file] & wanted)
         )
 
     def lines_of(self, nodeid: str) -> Mapping[str, frozenset[int]]:
@@ -96,8 +96,8 @@ class Collector:
             statements[rel] = self._statements(abs_file)
             for line, contexts in (data.contexts_by_lineno(abs_file) or {}).items():
                 for ctx in contexts:
-                    if ctx:  # the empty context is import time, before any test
-                        per_test.setdefault(ctx, {}).setdefault(rel, []).append(line)
+                    # The empty context is import time (collection): covered, by no test.
+                    per_test.setdefault(ctx, {}).setdefault(rel, []).append(line)
         return per_test, statements
 
     def _statements(self, abs_file: str) -> list[int]:
@@ -123,7 +123,7 @@ def merge(
             target[file] = sorted(set(target.get(file, [])) | set(lines))
 
 
-def save(
+def save(  # noqa: PLR0917 - positional use is established across the phases and tests
     store: Store,
     per_test: Mapping[str, Mapping[str, Iterable[int]]],
     statements: Mapping[str, Iterable[int]],
@@ -211,8 +211,10 @@ def load(store: Store, map_id: int, files: Iterable[str] | None = None) -> Cover
     return CoverageMap(map_id, str(head[0]), bool(head[1]), int(head[2]), statements, per_test)
 
 
-def uncovered(cmap: CoverageMap, changed: Mapping[str, set[int]]) -> tuple[dict[str, tuple[int, ...]], int]:
-    """Changed executable lines no test ran, per file; and how many changed statements there were."""
+def uncovered(
+    cmap: CoverageMap, changed: Mapping[str, set[int]]
+) -> tuple[dict[str, tuple[int, ...]], int]:
+    """Changed executable lines no test ran, per file; and the number of changed statements."""
     covered = cmap.covered_lines()
     gaps: dict[str, tuple[int, ...]] = {}
     changed_statements = 0
@@ -230,8 +232,8 @@ def uncovered(cmap: CoverageMap, changed: Mapping[str, set[int]]) -> tuple[dict[
 
 def map_is_due(store: Store, root: Path, commit: str, dirty: bool) -> bool:
     """`auto` mode: refresh when there is no map, or Python files changed since the newest one."""
-    from agent.git import run_git
     from agent.errors import GitError
+    from agent.git import run_git
 
     newest = latest_id(store)
     if not newest:
@@ -251,4 +253,6 @@ def map_is_due(store: Store, root: Path, commit: str, dirty: bool) -> bool:
 
 
 def json_ready(per_test: Mapping[str, Mapping[str, Iterable[int]]]) -> dict[str, Any]:
-    return {n: {f: sorted(set(lines)) for f, lines in files.items()} for n, files in per_test.items()}
+    return {
+        n: {f: sorted(set(lines)) for f, lines in files.items()} for n, files in per_test.items()
+    }

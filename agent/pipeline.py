@@ -134,11 +134,11 @@ def _save_coverage(store: Store, run: TestRun, run_id: int) -> int:
 
     return coverage_map.save(
         store,
-        run.coverage.get("per_test", {}),
-        run.coverage["statements"],
-        run.commit,
-        run.dirty,
-        run_id,
+        per_test=run.coverage.get("per_test", {}),
+        statements=run.coverage["statements"],
+        commit=run.commit,
+        dirty=run.dirty,
+        run_id=run_id,
     )
 
 

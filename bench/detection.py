@@ -25,10 +25,14 @@ from pathlib import Path
 FACTORS = (1.1, 1.3, 1.5, 2.0, 5.0)
 LENGTHS_MS = (20, 50, 100)
 NOISES = (0.0, 0.05, 0.15)
-GIT = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
-       "GIT_COMMITTER_EMAIL": "b@b"}
+GIT = {
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@b",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@b",
+}
 
-TEST_FILE = '''\
+TEST_FILE = """\
 import json
 import random
 import time
@@ -45,7 +49,7 @@ def test_case(name):
     length_ms, noise = CASES[name]
     factor = FACTORS.get(name, 1.0)
     time.sleep(length_ms / 1000 * factor * (1 + noise * random.uniform(-1, 1)))
-'''
+"""
 
 
 def cases() -> dict[str, tuple[int, float]]:
@@ -58,8 +62,9 @@ def cases() -> dict[str, tuple[int, float]]:
 
 
 def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, check=True, env={**os.environ, **GIT},
-                   capture_output=True)
+    subprocess.run(
+        ["git", *args], cwd=repo, check=True, env={**os.environ, **GIT}, capture_output=True
+    )
 
 
 def make_repo(base: Path, trial: int) -> Path:
@@ -77,8 +82,18 @@ def make_repo(base: Path, trial: int) -> Path:
 def run(repo: Path) -> list[str]:
     """One `pytest --selfheal` run; the subjects of its slowdown anomalies."""
     report = repo / "report.json"
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--selfheal",
-           "--selfheal-budget=0", "--selfheal-coverage=never", f"--selfheal-report=json:{report}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--selfheal",
+        "--selfheal-budget=0",
+        "--selfheal-coverage=never",
+        f"--selfheal-report=json:{report}",
+    ]
     proc = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"run failed in {repo}:\n{proc.stdout[-3000:]}")
@@ -97,8 +112,8 @@ def main() -> int:
     parser.add_argument("--unchanged", type=int, default=20)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="selfheal-detection-"))
-    detected = {f: 0 for f in FACTORS}
-    total = {f: 0 for f in FACTORS}
+    detected = dict.fromkeys(FACTORS, 0)
+    total = dict.fromkeys(FACTORS, 0)
     control_hits = 0
     try:
         for trial in range(args.trials):
@@ -123,7 +138,9 @@ def main() -> int:
         tests = len(cases())
         for factor in FACTORS:
             rate = detected[factor] / total[factor] if total[factor] else 0.0
-            print(f"slowdown {factor:>3}x: detected {detected[factor]}/{total[factor]} = {rate:.0%}")
+            print(
+                f"slowdown {factor:>3}x: detected {detected[factor]}/{total[factor]} = {rate:.0%}"
+            )
         big = sum(detected[f] for f in FACTORS if f >= 1.5)
         big_total = sum(total[f] for f in FACTORS if f >= 1.5)
         print(f"slowdowns >= 1.5x: {big}/{big_total} = {big / big_total:.1%} (target >= 95%)")

@@ -29,8 +29,12 @@ PROJECT_TESTS = [
     "tests/agent/test_sketch.py",
     "tests/agent/test_store.py",
 ]
-GIT = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@b", "GIT_COMMITTER_NAME": "b",
-       "GIT_COMMITTER_EMAIL": "b@b"}
+GIT = {
+    "GIT_AUTHOR_NAME": "b",
+    "GIT_AUTHOR_EMAIL": "b@b",
+    "GIT_COMMITTER_NAME": "b",
+    "GIT_COMMITTER_EMAIL": "b@b",
+}
 
 
 def make_generated(base: Path) -> Path:
@@ -56,11 +60,15 @@ def timed(cmd: list[str], cwd: Path) -> float:
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-15:])
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{tail}\n{proc.stderr[-2000:]}")
+        raise SystemExit(
+            f"failed ({proc.returncode}): {' '.join(cmd)}\n{tail}\n{proc.stderr[-2000:]}"
+        )
     return elapsed
 
 
-def bench_suite(name: str, cwd: Path, targets: list[str], store: Path, cov: str, runs: int) -> None:
+def bench_suite(  # noqa: PLR0917 - a script's one call site
+    name: str, cwd: Path, targets: list[str], store: Path, cov: str, runs: int
+) -> None:
     pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets]
     heal = [*pytest, "--selfheal", f"--selfheal-store={store}", "--selfheal-budget=0"]
     for _ in range(3):  # baseline runs; the first also refreshes the coverage map
@@ -71,7 +79,9 @@ def bench_suite(name: str, cwd: Path, targets: list[str], store: Path, cov: str,
         heal_t.append(timed([*heal, "--selfheal-coverage=never"], cwd))
     cov_plain, cov_heal = [], []
     for _ in range(max(3, runs // 2)):
-        cov_plain.append(timed([*pytest, f"--cov={cov}", "--cov-context=test", "--cov-report="], cwd))
+        cov_plain.append(
+            timed([*pytest, f"--cov={cov}", "--cov-context=test", "--cov-report="], cwd)
+        )
         cov_heal.append(timed([*heal, "--selfheal-coverage=always"], cwd))
     p, h = statistics.median(plain_t), statistics.median(heal_t)
     cp, ch = statistics.median(cov_plain), statistics.median(cov_heal)
@@ -80,8 +90,10 @@ def bench_suite(name: str, cwd: Path, targets: list[str], store: Path, cov: str,
         f"{name}: pytest --cov --cov-context=test {cp:.2f}s, --selfheal with coverage refresh "
         f"{ch:.2f}s -> ratio {ch / cp:.3f} (target <= 1.00)"
     )
-    print(f"{name}: raw plain {fmt(plain_t)} selfheal {fmt(heal_t)} cov {fmt(cov_plain)} "
-          f"selfheal+cov {fmt(cov_heal)}")
+    print(
+        f"{name}: raw plain {fmt(plain_t)} selfheal {fmt(heal_t)} cov {fmt(cov_plain)} "
+        f"selfheal+cov {fmt(cov_heal)}"
+    )
 
 
 def fmt(values: list[float]) -> str:

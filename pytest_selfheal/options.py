@@ -126,9 +126,7 @@ def parse_deploy(value: str) -> str | None:
 def parse_report(spec: str, root: Path) -> tuple[str, Path]:
     fmt, sep, path = spec.partition(":")
     if not sep or fmt not in REPORT_FORMATS or not path:
-        raise pytest.UsageError(
-            f"--selfheal-report={spec!r}: expected json:PATH or md:PATH"
-        )
+        raise pytest.UsageError(f"--selfheal-report={spec!r}: expected json:PATH or md:PATH")
     target = Path(path)
     return fmt, target if target.is_absolute() else Path.cwd() / target
 
@@ -170,6 +168,4 @@ def parse_budget(value: str) -> float | None:
 
 
 def matches_fail_on(fail_on: tuple[str, ...], kind: str, subtype: str) -> bool:
-    return any(
-        item == "any" or item == kind or item == f"{kind}:{subtype}" for item in fail_on
-    )
+    return any(item in ("any", kind, f"{kind}:{subtype}") for item in fail_on)

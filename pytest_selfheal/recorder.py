@@ -160,9 +160,9 @@ class Recorder:
         try:
             yield
         finally:
+            # The coverage context stays on this test until the next one starts: switching
+            # costs a flush of coverage.py's data, and between tests only pytest runs.
             otel_context.detach(token)
-            if self.coverage is not None:
-                self.coverage.switch("")
             self._spans.pop(item.nodeid, None)
 
     @pytest.hookimpl(hookwrapper=True)
@@ -203,7 +203,11 @@ class Recorder:
     def _exception(self, excinfo: pytest.ExceptionInfo[BaseException]) -> tuple[str, str, str]:
         exc = excinfo.value
         cls = type(exc)
-        name = cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+        name = (
+            cls.__qualname__
+            if cls.__module__ == "builtins"
+            else f"{cls.__module__}.{cls.__qualname__}"
+        )
         stack = "".join(traceback.format_exception(cls, exc, excinfo.tb))
         return name, str(exc)[:2000], stack[-20000:]
 
@@ -220,7 +224,11 @@ class Recorder:
             name, message, stack = failure
             span.add_event(
                 "exception",
-                {"exception.type": name, "exception.message": message, "exception.stacktrace": stack},
+                {
+                    "exception.type": name,
+                    "exception.message": message,
+                    "exception.stacktrace": stack,
+                },
             )
             signature = self.signature(name, stack)
             span.set_status(trace.Status(trace.StatusCode.ERROR, message[:200]))
@@ -247,7 +255,10 @@ class Recorder:
         }
         marker = item.get_closest_marker("selfheal")
         if marker is not None:
-            for key, attr in (("ratio", "selfheal.threshold.ratio"), ("floor_ms", "selfheal.threshold.floor_ms")):
+            for key, attr in (
+                ("ratio", "selfheal.threshold.ratio"),
+                ("floor_ms", "selfheal.threshold.floor_ms"),
+            ):
                 if key in marker.kwargs:
                     attrs[attr] = float(marker.kwargs[key])
         span.set_attributes(attrs)

@@ -55,7 +55,8 @@ def headline(data: dict[str, Any]) -> str:
         if data["baseline_runs"]
         else "first recorded run here: nothing to compare with yet"
     )
-    return f"run {data['run_id']}: {data['tests']} tests recorded, {base}; {n} anomal{'y' if n == 1 else 'ies'}"
+    noun = "anomaly" if n == 1 else "anomalies"
+    return f"run {data['run_id']}: {data['tests']} tests recorded, {base}; {n} {noun}"
 
 
 def anomaly_line(a: dict[str, Any]) -> str:
@@ -84,8 +85,11 @@ def terminal_lines(data: dict[str, Any], verbose: bool) -> list[str]:
 def markdown(data: dict[str, Any]) -> str:
     out = ["# selfheal report", "", headline(data), ""]
     if data["commit"]:
-        out += [f"Commit `{data['commit'][:12]}`{' (dirty)' if data['dirty'] else ''}, "
-                f"environment `{data['env_key']}`.", ""]
+        out += [
+            f"Commit `{data['commit'][:12]}`{' (dirty)' if data['dirty'] else ''}, "
+            f"environment `{data['env_key']}`.",
+            "",
+        ]
     for a in data["anomalies"]:
         out.append(f"## {a['severity'].upper()} {a['kind']}/{a['subtype']}: `{a['subject']}`")
         out += ["", a["description"], "", "| evidence | value |", "|---|---|"]

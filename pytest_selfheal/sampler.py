@@ -38,6 +38,8 @@ class InProcessSampler:
         sibling = next(
             (i for i in self.session.items if i is not item and i.parent is item.parent), None
         )
+        # Leave only this item's collectors set up (the previous suspect's module may differ).
+        self.session._setupstate.teardown_exact(item)
         durations = []
         for _ in range(times):
             reports = runtestprotocol(item, nextitem=sibling, log=False)

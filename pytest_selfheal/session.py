@@ -1,7 +1,8 @@
-"""The controller side: run facts, the session span, collecting test events, the pipeline, output."""
+"""The controller side: run facts, the session span, collecting test events, pipeline, output."""
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
 import warnings
@@ -26,6 +27,13 @@ def env_key(config: pytest.Config) -> str:
     parallel = "xdist" if numprocesses and dist != "no" else "serial"
     py = f"py{sys.version_info[0]}.{sys.version_info[1]}"
     return f"{py}-{sys.platform}-{platform.machine()}-{parallel}"
+
+
+def omit_tests(config: pytest.Config) -> list[str]:
+    """Test modules are not measured: their lines say nothing about the code under test, and
+    tracing them is most of coverage's cost on a large suite."""
+    patterns = [str(p) for p in config.getini("python_files")] + ["conftest.py"]
+    return [f"*/{p}" for p in patterns]
 
 
 def uses_xdist(config: pytest.Config) -> bool:
@@ -87,18 +95,26 @@ class Controller:
 
         from pytest_selfheal.recorder import resource
 
-        probe = RunInfo(str(self.config.rootpath), self.commit, self.dirty, env_key(self.config), 0, 0)
+        probe = RunInfo(
+            str(self.config.rootpath), self.commit, self.dirty, env_key(self.config), 0, 0
+        )
         self._provider = TracerProvider(resource=resource(probe))
-        self._session_span = self._provider.get_tracer("pytest_selfheal").start_span("pytest session")
+        self._session_span = self._provider.get_tracer("pytest_selfheal").start_span(
+            "pytest session"
+        )
         ctx = self._session_span.get_span_context()
-        return RunInfo(probe.root, probe.commit, probe.dirty, probe.env_key, ctx.trace_id, ctx.span_id)
+        return RunInfo(
+            probe.root, probe.commit, probe.dirty, probe.env_key, ctx.trace_id, ctx.span_id
+        )
 
     def _coverage_due(self) -> bool:
         mode = self.settings.coverage
         if mode == "never":
             self.coverage_reason = "off"
             return False
-        if self.config.pluginmanager.hasplugin("_cov") and self.config.getoption("cov_source", None):
+        if self.config.pluginmanager.hasplugin("_cov") and self.config.getoption(
+            "cov_source", None
+        ):
             self.coverage_reason = "left to pytest-cov"
             return False
         if mode == "always":
@@ -137,10 +153,9 @@ class Controller:
         if message in self.problems:
             return
         self.problems.append(message)
-        try:
+        # Where the user's filters turn warnings into errors it is shown in the section only.
+        with contextlib.suppress(SelfHealWarning):
             warnings.warn(SelfHealWarning(message), stacklevel=2)
-        except SelfHealWarning:
-            pass  # shown in the selfheal section instead of failing the run
 
     # Hooks ------------------------------------------------------------------------------
 
@@ -148,6 +163,7 @@ class Controller:
         node.workerinput["selfheal"] = self.info.to_wire()
         node.workerinput["selfheal_coverage"] = self.collect_coverage
         node.workerinput["selfheal_coverage_root"] = str(self.root)
+        node.workerinput["selfheal_coverage_omit"] = omit_tests(self.config)
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         data = getattr(node, "workeroutput", {}).get("selfheal_coverage")
@@ -171,7 +187,7 @@ class Controller:
         from agent.coverage_map import Collector
 
         try:
-            return Collector(self.root)
+            return Collector(self.root, omit_tests(self.config))
         except Exception as exc:  # coverage.py refused (e.g. another tracer): record without it
             self.warn(f"per-test coverage unavailable: {exc}")
             return None
@@ -253,7 +269,10 @@ class Controller:
     def _progress(self, message: str) -> None:
         """Healing progress, visible while it runs (it can take the whole budget)."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
+        # Recording and detection are summarised in the selfheal section: their step-by-step
+        # lines only at -v, so that a green run still prints one section and nothing else.
+        quiet = message.startswith(("telemetry:", "anomaly.detect:"))
+        if reporter is not None and (not quiet or self.config.getoption("verbose", 0) > 0):
             reporter.write_line(message)
 
     def _sampler(self, session: pytest.Session) -> Any:

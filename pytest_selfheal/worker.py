@@ -22,7 +22,10 @@ class WorkerSide:
             from agent.coverage_map import Collector
 
             try:
-                collector = Collector(Path(workerinput["selfheal_coverage_root"]))
+                collector = Collector(
+                    Path(workerinput["selfheal_coverage_root"]),
+                    workerinput.get("selfheal_coverage_omit", ()),
+                )
             except Exception:  # the controller warns once for all workers
                 collector = None
         self.recorder = Recorder(info, str(workerinput.get("workerid", "")), collector)

@@ -30,6 +30,9 @@ def ratio(a, b):
     return a / b
 """
 
+# pytester's own files (subprocess output, basetemp) must not make the tree dirty.
+IGNORE = "__pycache__/\n*.json\n*.md\nstdout\nstderr\nrunpytest-*\ncount.txt\n"
+
 TESTS = """\
 import app
 
@@ -49,7 +52,11 @@ def test_fast():
 
 def git(repo: Path, *args: str) -> str:
     proc = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, env={**os.environ, **GIT_ENV},
+        ["git", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -63,7 +70,7 @@ class Project:
         self.pytester = pytester
         self.path = pytester.path
         git(self.path, "init", "-q", "-b", "main")
-        (self.path / ".gitignore").write_text("__pycache__/\n*.json\n*.md\n", encoding="utf-8")
+        (self.path / ".gitignore").write_text(IGNORE, encoding="utf-8")
         pytester.makeini("[pytest]\n")
         self.commit({"app.py": APP, "test_app.py": TESTS}, "initial")
 

@@ -27,7 +27,8 @@ def test_enabled_by_option_first_run_has_no_baseline(project: Project) -> None:
         [
             "selfheal: recording to .selfheal*selfheal.db (py3.*-serial, *, coverage off)",
             "*= selfheal =*",
-            "run *: 3 tests recorded, first recorded run here: nothing to compare with yet; 0 anomalies",
+            "run *: 3 tests recorded, first recorded run here: nothing to compare with yet;"
+            " 0 anomalies",
         ]
     )
     assert (project.path / ".selfheal" / ".gitignore").is_file()
@@ -45,13 +46,16 @@ def test_enabled_by_ini_and_disabled_by_p_no(project: Project) -> None:
 @pytest.mark.parametrize(
     ("option", "message"),
     [
-        ("--selfheal-report=xml:r.xml", "*--selfheal-report='xml:r.xml': expected json:PATH or md:PATH*"),
+        (
+            "--selfheal-report=xml:r.xml",
+            "*--selfheal-report='xml:r.xml': expected json:PATH or md:PATH*",
+        ),
         ("--selfheal-fail-on=speed", "*--selfheal-fail-on='speed': unknown kind 'speed'*"),
         ("--selfheal-budget=soon", "*--selfheal-budget='soon': expected a number of seconds*"),
     ],
 )
 def test_bad_option_values_are_usage_errors(project: Project, option: str, message: str) -> None:
-    result = project.pytester.runpytest("--selfheal", option, *QUIET)
+    result = project.pytester.runpytest("--selfheal", *QUIET, option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
 
@@ -62,7 +66,12 @@ def test_corrupt_store_keeps_the_run_green(project: Project) -> None:
     store.write_bytes(b"this is not a database" * 100)
     result = project.pytester.runpytest("--selfheal", *QUIET)
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["run *: 3 tests recorded*", "problem: selfheal store *unreadable*moved to selfheal.db.corrupt-*"])
+    result.stdout.fnmatch_lines(
+        [
+            "run *: 3 tests recorded*",
+            "problem: selfheal store *unreadable*moved to selfheal.db.corrupt-*",
+        ]
+    )
     assert list(store.parent.glob("selfheal.db.corrupt-*"))
 
 
@@ -117,7 +126,6 @@ def test_flaky_test_is_reported_as_flaky_not_as_a_regression(project: Project) -
                 "    counter.write_text(str(n + 1))\n"
                 "    assert n % 2 == 0\n"
             ),
-            ".gitignore": "__pycache__/\n*.json\ncount.txt\n",
         },
         "add a flaky test",
     )
@@ -135,7 +143,11 @@ def test_injected_slowdown_is_detected_and_fail_on_fails_the_run(project: Projec
         project.pytester.runpytest("--selfheal", *QUIET)
     project.edit("app.py", "seconds=0.01", "seconds=0.05", "slower")
     result = project.pytester.runpytest(
-        "--selfheal", "--selfheal-fail-on=performance", "--selfheal-report=json:r.json", "-v", *QUIET
+        "--selfheal",
+        "--selfheal-fail-on=performance",
+        "--selfheal-report=json:r.json",
+        "-v",
+        *QUIET,
     )
     result.assert_outcomes(passed=3)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -152,7 +164,9 @@ def test_injected_slowdown_is_detected_and_fail_on_fails_the_run(project: Projec
 
 def test_per_test_marker_thresholds(project: Project) -> None:
     project.edit(
-        "test_app.py", "def test_slow():", "@pytest.mark.selfheal(ratio=10.0)\ndef test_slow():",
+        "test_app.py",
+        "def test_slow():",
+        "@pytest.mark.selfheal(ratio=10.0)\ndef test_slow():",
         "tolerate slowness",
     )
     project.edit("test_app.py", "import app", "import pytest\n\nimport app", "import pytest")

@@ -107,7 +107,8 @@ def load_history(
     marks = ",".join("?" * len(runs))
     rows = store.conn.execute(
         "SELECT h.run_id, r.commit_sha, r.dirty, h.nodeid, h.outcome, h.call_ns, h.signature,"
-        f" h.children FROM test_history h JOIN runs r ON r.id = h.run_id WHERE h.run_id IN ({marks})"
+        " h.children FROM test_history h JOIN runs r ON r.id = h.run_id"
+        f" WHERE h.run_id IN ({marks})"
         " ORDER BY h.run_id DESC",
         runs,
     ).fetchall()

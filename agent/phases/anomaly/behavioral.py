@@ -25,7 +25,9 @@ def stable_children(past: Sequence[PastResult]) -> Mapping[str, int] | None:
     return passing[0]
 
 
-def call_changes(before: Mapping[str, int], now: Mapping[str, int]) -> list[tuple[str, str, Evidence]]:
+def call_changes(
+    before: Mapping[str, int], now: Mapping[str, int]
+) -> list[tuple[str, str, Evidence]]:
     """(subtype, operation, evidence) for every new, vanished or surging child operation."""
     changes: list[tuple[str, str, Evidence]] = []
     for op in sorted(set(before) | set(now)):
@@ -36,8 +38,16 @@ def call_changes(before: Mapping[str, int], now: Mapping[str, int]) -> list[tupl
             changes.append(("missing_call", op, {"operation": op, "calls_before": old}))
         elif new >= old * SURGE_RATIO and new - old >= SURGE_MIN_EXTRA:
             changes.append(
-                ("n_plus_one", op, {"operation": op, "calls_before": old, "calls_now": new,
-                                    "ratio": round(new / old, 3)})
+                (
+                    "n_plus_one",
+                    op,
+                    {
+                        "operation": op,
+                        "calls_before": old,
+                        "calls_now": new,
+                        "ratio": round(new / old, 3),
+                    },
+                )
             )
     return changes
 
@@ -61,8 +71,10 @@ def _call_anomaly(
     req = baton.request
     if subtype == "n_plus_one":
         severity = stats.severity_for_ratio(float(evidence["ratio"]))
-        text = (f"{obs.nodeid}: {op} called {evidence['calls_now']} times, "
-                f"was {evidence['calls_before']} (N+1 pattern)")
+        text = (
+            f"{obs.nodeid}: {op} called {evidence['calls_now']} times, "
+            f"was {evidence['calls_before']} (N+1 pattern)"
+        )
     elif subtype == "new_call":
         severity, text = Severity.LOW, f"{obs.nodeid}: new call to {op}"
     else:
@@ -80,7 +92,9 @@ def _call_anomaly(
         baseline_run_id=baton.baseline_runs[0] if baton.baseline_runs else 0,
         commit=req.commit,
         baseline_commit=baton.baseline_commit,
-        location=CodeLocation(file=obs.file, function=obs.nodeid.rsplit("::", 1)[-1], line=obs.line),
+        location=CodeLocation(
+            file=obs.file, function=obs.nodeid.rsplit("::", 1)[-1], line=obs.line
+        ),
         tests=(obs.nodeid,),
         evidence=evidence,
     )

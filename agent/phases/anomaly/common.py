@@ -25,7 +25,9 @@ class Thresholds:
     reruns: int
 
 
-def thresholds(config: Config, ratio: float | None = None, floor_ms: float | None = None) -> Thresholds:
+def thresholds(
+    config: Config, ratio: float | None = None, floor_ms: float | None = None
+) -> Thresholds:
     """Global settings, overridden per test by the `selfheal` marker's values."""
     return Thresholds(
         ratio=config.perf_ratio if ratio is None else ratio,

@@ -155,7 +155,9 @@ def _flaky_anomaly(
         detected_ns=req.detected_ns,
         run_id=req.run_id,
         commit=req.commit,
-        location=CodeLocation(file=obs.file, function=obs.nodeid.rsplit("::", 1)[-1], line=obs.line),
+        location=CodeLocation(
+            file=obs.file, function=obs.nodeid.rsplit("::", 1)[-1], line=obs.line
+        ),
         tests=(obs.nodeid,),
         evidence={
             "runs": len(outcomes),

@@ -50,7 +50,7 @@ def confirm_by_rerun(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
     problems: list[str] = []
     durations = _sample(req.sampler, suspects, problems)
     counts = {n: c for n, c in timing.items() if n not in durations}
-    counts.update({n: errors.CONFIRM_RUNS for n in failing})
+    counts.update(dict.fromkeys(failing, errors.CONFIRM_RUNS))
     result = rerun.RerunResult(())
     if req.rerun is not None and counts:
         result = rerun.rerun(req.rerun, list(counts), counts)

@@ -81,15 +81,22 @@ def detect_slowdowns(baton: AnomalyBaton, config: Config) -> list[Anomaly]:
     found = []
     for (obs, base, sample, test), p_adj in zip(candidates, adjusted, strict=True):
         limits = thresholds(config, obs.ratio, obs.floor_ms)
-        if p_adj > limits.alpha or not stats.is_suspect(sample, base, limits.ratio, limits.floor_ns):
+        if p_adj > limits.alpha or not stats.is_suspect(
+            sample, base, limits.ratio, limits.floor_ns
+        ):
             continue
-        found.append(_anomaly(baton, obs, base, sample, test, p_adj, len(candidates)))
+        found.append(
+            _anomaly(
+                baton, obs, base=base, sample=sample, test=test, p_adj=p_adj, family=len(candidates)
+            )
+        )
     return found
 
 
 def _anomaly(
     baton: AnomalyBaton,
     obs: TestObservation,
+    *,
     base: list[int],
     sample: list[int],
     test: stats.RankTest,
@@ -116,7 +123,9 @@ def _anomaly(
         baseline_run_id=baton.baseline_runs[0] if baton.baseline_runs else 0,
         commit=req.commit,
         baseline_commit=baton.baseline_commit,
-        location=CodeLocation(file=obs.file, function=obs.nodeid.rsplit("::", 1)[-1], line=obs.line),
+        location=CodeLocation(
+            file=obs.file, function=obs.nodeid.rsplit("::", 1)[-1], line=obs.line
+        ),
         tests=(obs.nodeid,),
         evidence={
             "ratio": round(ratio, 4),

@@ -23,7 +23,9 @@ class RerunResult:
     error: str = ""
 
     def durations(self, nodeid: str, passed_only: bool = True) -> tuple[int, ...]:
-        return tuple(d for n, o, d in self.runs if n == nodeid and (o == "passed" or not passed_only))
+        return tuple(
+            d for n, o, d in self.runs if n == nodeid and (o == "passed" or not passed_only)
+        )
 
     def outcomes(self, nodeid: str) -> tuple[str, ...]:
         return tuple(o for n, o, _ in self.runs if n == nodeid)

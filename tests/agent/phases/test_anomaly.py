@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import Config
 from agent.conductor import Conductor
+from agent.config import Config
 from agent.phases.anomaly import aggregate, behavioral, detect, errors, gaps, performance
 from agent.phases.anomaly.model import (
     AnomalyBaton,
@@ -19,7 +19,14 @@ from agent.phases.anomaly.model import (
     TestObservation,
 )
 from agent.phases.telemetry import TelemetryRequest, ingest
-from agent.records import AnomalyKind, CodeLocation, EventSource, Severity, SpanStatus, TelemetryEvent
+from agent.records import (
+    AnomalyKind,
+    CodeLocation,
+    EventSource,
+    Severity,
+    SpanStatus,
+    TelemetryEvent,
+)
 from agent.store import Store
 
 MS = 1_000_000
@@ -27,15 +34,21 @@ CONFIG = Config()
 REQ = DetectRequest(run_id=9, commit="c2", detected_ns=1)
 
 
-def obs(nodeid: str = "t.py::test_a", outcome: str = "passed", call_ms: float = 10, **kw: object) -> TestObservation:
+def obs(
+    nodeid: str = "t.py::test_a", outcome: str = "passed", call_ms: float = 10, **kw: object
+) -> TestObservation:
     return TestObservation(nodeid, outcome, int(call_ms * MS), int(call_ms * MS), **kw)  # type: ignore[arg-type]
 
 
-def past(outcome: str = "passed", call_ms: float = 10, commit: str = "c1", run_id: int = 1, **kw: object) -> PastResult:
+def past(
+    outcome: str = "passed", call_ms: float = 10, commit: str = "c1", run_id: int = 1, **kw: object
+) -> PastResult:
     return PastResult(run_id, commit, False, outcome, int(call_ms * MS), **kw)  # type: ignore[arg-type]
 
 
-def baton(current: list[TestObservation], history: dict[str, list[PastResult]], **kw: object) -> AnomalyBaton:
+def baton(
+    current: list[TestObservation], history: dict[str, list[PastResult]], **kw: object
+) -> AnomalyBaton:
     return AnomalyBaton(
         request=REQ,
         current=tuple(current),
@@ -52,7 +65,9 @@ def test_slowdown_needs_ratio_floor_and_a_significant_rerun_sample() -> None:
     (suspect,) = performance.screen(current, history, CONFIG)
     assert suspect.reruns >= CONFIG.perf_reruns and suspect.still_slow(30 * MS)
     confirmed = Confirmation(durations={"t.py::test_a": tuple(int(29e6 + i) for i in range(6))})
-    (anomaly,) = performance.detect_slowdowns(baton(current, history, confirmation=confirmed), CONFIG)
+    (anomaly,) = performance.detect_slowdowns(
+        baton(current, history, confirmation=confirmed), CONFIG
+    )
     assert anomaly.kind is AnomalyKind.PERFORMANCE and anomaly.severity is Severity.HIGH
     assert anomaly.evidence["n_current"] == 6 and anomaly.evidence["n_baseline"] == 5
     assert float(anomaly.evidence["p_adjusted"]) <= 0.05
@@ -63,8 +78,15 @@ def test_slowdown_needs_ratio_floor_and_a_significant_rerun_sample() -> None:
 def test_no_slowdown_under_the_floor_or_with_a_tolerant_marker() -> None:
     history = {"t.py::test_a": [past(call_ms=1) for _ in range(5)]}
     assert performance.screen([obs(call_ms=3)], history, CONFIG) == []  # 3x but +2 ms < floor
-    assert performance.screen([obs(call_ms=30, ratio=50.0)], {"t.py::test_a": [past(call_ms=10)] * 5}, CONFIG) == []
-    assert performance.screen([obs(call_ms=30)], {"t.py::test_a": [past(call_ms=10)]}, CONFIG) == []  # 1 run
+    assert (
+        performance.screen(
+            [obs(call_ms=30, ratio=50.0)], {"t.py::test_a": [past(call_ms=10)] * 5}, CONFIG
+        )
+        == []
+    )
+    assert (
+        performance.screen([obs(call_ms=30)], {"t.py::test_a": [past(call_ms=10)]}, CONFIG) == []
+    )  # 1 run
 
 
 def test_new_failures_are_grouped_by_signature() -> None:
@@ -77,7 +99,9 @@ def test_new_failures_are_grouped_by_signature() -> None:
     ]
     history = {n: [past()] for n in ("t.py::a", "t.py::b", "t.py::c")}
     history["t.py::d"] = [past("failed", signature=sig)]
-    conf = Confirmation(alone={"t.py::a": ("failed",) * 3, "t.py::b": ("failed",) * 3, "t.py::c": ("failed",) * 3})
+    conf = Confirmation(
+        alone={"t.py::a": ("failed",) * 3, "t.py::b": ("failed",) * 3, "t.py::c": ("failed",) * 3}
+    )
     found = errors.detect_new_failures(baton(current, history, confirmation=conf), CONFIG)
     by_subject = {a.subject: a for a in found}
     assert set(by_subject) == {sig, "KeyError@app.py:get"}
@@ -101,11 +125,16 @@ def test_order_dependence_needs_pass_alone_and_fail_after_predecessors() -> None
     current = [obs("t.py::a", "failed")]
     history = {"t.py::a": [past()]}
     conf = Confirmation(alone={"t.py::a": ("passed",) * 3}, in_order={"t.py::a": "failed"})
-    (anomaly,) = behavioral.detect_order_dependence(baton(current, history, confirmation=conf), CONFIG)
+    (anomaly,) = behavioral.detect_order_dependence(
+        baton(current, history, confirmation=conf), CONFIG
+    )
     assert (anomaly.kind, anomaly.subtype) == (AnomalyKind.BEHAVIORAL, "order_dependent")
     assert errors.detect_new_failures(baton(current, history, confirmation=conf), CONFIG) == []
     not_again = Confirmation(alone={"t.py::a": ("passed",) * 3}, in_order={"t.py::a": "passed"})
-    assert behavioral.detect_order_dependence(baton(current, history, confirmation=not_again), CONFIG) == []
+    assert (
+        behavioral.detect_order_dependence(baton(current, history, confirmation=not_again), CONFIG)
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -126,13 +155,20 @@ def test_call_changes_ignore_tests_whose_calls_vary() -> None:
     varying = [past(children={"q": 1}), past(children={"q": 2})]
     assert behavioral.stable_children(varying) is None
     steady = [past(children={"q": 1}), past(children={"q": 1})]
-    found = behavioral.detect_call_changes(baton([obs(children={"q": 12})], {"t.py::test_a": steady}), CONFIG)
+    found = behavioral.detect_call_changes(
+        baton([obs(children={"q": 12})], {"t.py::test_a": steady}), CONFIG
+    )
     assert [(a.subtype, a.evidence["calls_now"]) for a in found] == [("n_plus_one", 12)]
 
 
 def test_coverage_gap_and_drop() -> None:
-    facts = CoverageFacts(uncovered_changed={"app.py": (3, 4, 5, 9)}, changed_statements=6,
-                          total_now=80.0, total_before=90.0, before_commit="c1")
+    facts = CoverageFacts(
+        uncovered_changed={"app.py": (3, 4, 5, 9)},
+        changed_statements=6,
+        total_now=80.0,
+        total_before=90.0,
+        before_commit="c1",
+    )
     b = baton([], {}, coverage=facts)
     (gap,) = gaps.detect_uncovered_changes(b, CONFIG)
     assert gap.evidence["lines"] == "3-5,9" and gap.location.line == 3
@@ -151,14 +187,25 @@ def test_aggregate_dedupes_and_sorts_by_severity_then_confidence() -> None:
     assert [a.subject for a in ordered] == ["A@x", "B@y"]
 
 
-def _test_event(nodeid: str, outcome: str, call_ms: float, span_id: str, sig: str = "") -> TelemetryEvent:
+def _test_event(
+    nodeid: str, outcome: str, call_ms: float, span_id: str, sig: str = ""
+) -> TelemetryEvent:
     return TelemetryEvent(
-        source=EventSource.TEST, service="pytest", operation=nodeid.split("::")[-1],
-        start_ns=1, duration_ns=int(call_ms * MS), span_id=span_id, trace_id="1" * 32,
-        status=SpanStatus.ERROR if sig else SpanStatus.OK, exception_signature=sig,
-        exception_type=sig.split("@")[0],
-        attributes={"selfheal.test.nodeid": nodeid, "selfheal.test.outcome": outcome,
-                    "selfheal.test.call_ns": int(call_ms * MS)},
+        source=EventSource.TEST,
+        service="pytest",
+        operation=nodeid.rsplit("::", maxsplit=1)[-1],
+        start_ns=1,
+        duration_ns=int(call_ms * MS),
+        span_id=span_id,
+        trace_id="1" * 32,
+        status=SpanStatus.ERROR if sig else SpanStatus.OK,
+        exception_signature=sig,
+        exception_type=sig.split("@", maxsplit=1)[0],
+        attributes={
+            "selfheal.test.nodeid": nodeid,
+            "selfheal.test.outcome": outcome,
+            "selfheal.test.call_ns": int(call_ms * MS),
+        },
     )
 
 
@@ -168,10 +215,24 @@ def test_detect_on_a_real_store_through_the_telemetry_phase(tmp_path: Path) -> N
         conductor = Conductor(config, store_factory=lambda: store)
         runs = []
         for outcome, sig in (("passed", ""), ("passed", ""), ("failed", "KeyError@app.py:get")):
-            events = (_test_event("t.py::a", outcome, 5, "a" * 16, sig), _test_event("t.py::b", "passed", 5, "b" * 16))
-            out = ingest(conductor, TelemetryRequest(events=events, run_kind="test", env_key="e", commit=f"c{len(runs)}", keep_raw=True))
+            events = (
+                _test_event("t.py::a", outcome, 5, "a" * 16, sig),
+                _test_event("t.py::b", "passed", 5, "b" * 16),
+            )
+            out = ingest(
+                conductor,
+                TelemetryRequest(
+                    events=events,
+                    run_kind="test",
+                    env_key="e",
+                    commit=f"c{len(runs)}",
+                    keep_raw=True,
+                ),
+            )
             runs.append(out.run_id)
-            anomalies = detect(conductor, DetectRequest(run_id=out.run_id, env_key="e", commit=f"c{len(runs)}"))
+            anomalies = detect(
+                conductor, DetectRequest(run_id=out.run_id, env_key="e", commit=f"c{len(runs)}")
+            )
         conductor.close()
         (anomaly,) = anomalies
         assert anomaly.subtype == "new_failure" and anomaly.tests == ("t.py::a",)
