@@ -164,7 +164,8 @@ def save(  # noqa: PLR0917 - positional use is established across the phases and
 
 def latest_id(store: Store, commit: str | None = None, before: int | None = None) -> int:
     """The newest map id (of `commit` if given, older than map `before` if given); 0 if none."""
-    sql, args = "SELECT max(id) FROM coverage_maps WHERE 1 = 1", []  # type: ignore[var-annotated]
+    sql = "SELECT max(id) FROM coverage_maps WHERE 1 = 1"
+    args: list[str | int] = []
     if commit is not None:
         sql += " AND commit_sha = ?"
         args.append(commit)

@@ -220,8 +220,6 @@ class Controller:
         self._apply_fail_on(session)
 
     def _end_session(self, session: pytest.Session) -> None:
-        from dataclasses import replace
-
         from agent.otel import span_to_event
         from agent.records import EventSource
 
@@ -236,7 +234,8 @@ class Controller:
             }
         )
         span.end()
-        self.events.append(replace(span_to_event(span, EventSource.SPAN)))
+        # The SDK's tracer hands out its own Span, which is a ReadableSpan at run time.
+        self.events.append(span_to_event(span, EventSource.SPAN))  # type: ignore[arg-type]
         self._provider.shutdown()
 
     def _run_pipeline(self, session: pytest.Session) -> Any:

@@ -13,6 +13,7 @@ from agent.phases.anomaly.model import (
     AnomalyBaton,
     Confirmation,
     CoverageFacts,
+    RerunSpec,
     Sampler,
     TestObservation,
 )
@@ -81,7 +82,7 @@ def _sample(
     try:
         pilot = sampler([s.nodeid for s in suspects], {s.nodeid: 1 for s in suspects})
         slow = [s for s in suspects if any(s.still_slow(d) for d in pilot.get(s.nodeid, ()))]
-        result = {s.nodeid: () for s in suspects if s not in slow}
+        result: dict[str, tuple[int, ...]] = {s.nodeid: () for s in suspects if s not in slow}
         if slow:
             result.update(sampler([s.nodeid for s in slow], {s.nodeid: s.reruns for s in slow}))
         return result
@@ -93,7 +94,7 @@ def _sample(
 def _order_checks(
     current: Sequence[TestObservation],
     alone: dict[str, tuple[str, ...]],
-    spec: rerun.RerunSpec,
+    spec: RerunSpec,
     problems: list[str],
 ) -> dict[str, str]:
     """For failures that pass alone: replay the tests that ran before them on the same worker."""
