@@ -827,6 +827,10 @@ def test_merge():
 
 def test_empty_left():
     assert merge([], [1]) == [1]
+
+
+def test_left_first():
+    assert merge([1, 2, 3], [4, 5]) == [1, 2, 3, 4, 5]
 """,
         heldout="""from merge import merge
 
