@@ -158,6 +158,13 @@ def _status(args: argparse.Namespace) -> int:
             f"spans ingested: {details.get('ingest', {}).get('spans', 0)}, "
             f"heal queue: {details.get('heal', {}).get('pending', 0)} pending"
         )
+        last = details.get("last_run")
+        if isinstance(last, dict):
+            ago = (time.time_ns() - int(last.get("started_ns", 0))) / 1e9
+            what = "all tests" if last.get("selected") is None else "affected tests"
+            print(f"  last run: {what}, exit {last.get('exit_code')}, {ago:.0f}s ago")
+        if details.get("last_heal"):
+            print(f"  last heal: {details['last_heal']}")
     return code
 
 
