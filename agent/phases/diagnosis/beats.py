@@ -97,7 +97,10 @@ def load_codebase_info(baton: DiagnosisBaton, ctx: BeatContext) -> DiagnosisBato
 def _collect(repo: Path, wt: Path, head: str, anomaly: Anomaly, ctx: BeatContext) -> CodebaseInfo:
     notes: list[str] = []
     ctx.progress(f"diagnosis: per-test coverage of {len(anomaly.tests)} test(s) and neighbours")
-    run = codebase.collect_coverage(wt, anomaly.tests, timeout_s=min(120.0, ctx.remaining()))
+    sharing = codebase.sharing_tests(ctx.store, anomaly.tests)
+    run = codebase.collect_coverage(
+        wt, anomaly.tests, timeout_s=min(120.0, ctx.remaining()), sharing=sharing
+    )
     if not run.collected:
         notes.append(f"coverage run did not complete (pytest exit {run.returncode})")
     sources = codebase.read_sources(wt, run.coverage)

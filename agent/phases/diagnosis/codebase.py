@@ -22,6 +22,7 @@ from agent.phases.diagnosis.profile import Profile, read_profile
 from agent.phases.diagnosis.pytest_exec import PytestRun, TestResult, run_pytest
 from agent.phases.diagnosis.source import Function, functions_in, is_test_file
 from agent.records import Anomaly, AnomalyKind
+from agent.store import Store
 
 Line = tuple[str, int]
 
@@ -91,10 +92,29 @@ def _imported_modules(path: Path) -> set[str]:
     return names - {"pytest", "unittest", "os", "sys", "math", "re", "json", "typing"}
 
 
-def collect_coverage(worktree: Path, failing: Sequence[str], timeout_s: float) -> PytestRun:
-    """Per-test line coverage for the failing tests and the tests that share their modules."""
-    files = [f for f in related_test_files(worktree, failing) if (worktree / f).is_file()]
+def collect_coverage(
+    worktree: Path, failing: Sequence[str], timeout_s: float, sharing: Sequence[str] = ()
+) -> PytestRun:
+    """Per-test line coverage for the failing tests, the tests that share their modules, and
+    `sharing` (tests a stored coverage map shows running the same source files)."""
+    files = related_test_files(worktree, failing)
+    files += sorted({t.split("::", 1)[0] for t in sharing} - set(files))
+    files = [f for f in files if (worktree / f).is_file()]
     return run_pytest(worktree, files or list(failing), timeout_s=timeout_s, coverage=True)
+
+
+def sharing_tests(store: Store, failing: Sequence[str], limit: int = 500) -> list[str]:
+    """Tests that, in the newest stored per-test coverage map (agent.coverage_map), run any
+    non-test file a failing test runs; [] when there is no map or it does not know the tests."""
+    from agent import coverage_map
+
+    map_id = coverage_map.latest_id(store)
+    cmap = coverage_map.load(store, map_id) if map_id else None
+    if cmap is None:
+        return []
+    files = {f for t in failing for f in cmap.lines_of(t) if not is_test_file(f)}
+    found = {t for f in sorted(files) for t in cmap.tests_touching(f)}
+    return sorted(found - set(failing))[:limit]
 
 
 def read_sources(worktree: Path, coverage: dict[str, frozenset[Line]]) -> dict[str, str]:
