@@ -12,7 +12,7 @@ from agent.conductor import BeatContext
 from agent.errors import ConfigError
 from agent.handlers import HandlerSet
 from agent.phases.learning import assess, observe
-from agent.phases.learning.applied import Applied, find_applied
+from agent.phases.learning.applied import Applied, History
 from agent.phases.learning.model import StrategyStats, record_outcome, strategy_stats
 from agent.records import (
     Anomaly,
@@ -22,7 +22,6 @@ from agent.records import (
     Diagnosis,
     EffectivenessData,
     Patch,
-    ValidationResult,
 )
 from agent.store import Store
 
@@ -94,7 +93,14 @@ def _candidates(store: Store, req: TrackRequest) -> list[tuple[Patch, Deployment
     deployments: dict[str, Deployment] = {}
     for d in reversed(store.find(Deployment, limit=req.limit * 4)):  # oldest first: newest wins
         deployments[d.patch_id] = d
-    passed = {v.patch_id for v in store.find(ValidationResult, limit=req.limit * 20) if v.passed}
+    # Only the ids are needed: read them in SQL rather than decoding every result.
+    passed = {
+        str(row[0])
+        for row in store.conn.execute(
+            "SELECT json_extract(payload, '$.patch_id') FROM records"
+            " WHERE kind = 'ValidationResult' AND json_extract(payload, '$.passed')"
+        )
+    }
     out = []
     for patch in store.find(Patch, limit=req.limit):
         dep = deployments.get(patch.id)
@@ -104,26 +110,40 @@ def _candidates(store: Store, req: TrackRequest) -> list[tuple[Patch, Deployment
     return out
 
 
+def _applied(
+    history: History, patch: Patch, dep: Deployment | None, previous: EffectivenessData | None
+) -> Applied | None:
+    # Found before: only ask whether it is still there (cheap: one `git apply --check`).
+    known = previous.applied_commit if previous is not None else ""
+    if known and history.contains(known):
+        present = history.at_head(patch.diff)
+        return Applied(patch.id, known, history.commit_ns(known), "known", present)
+    found = history.find(patch.id, patch.diff, patch.base_commit)
+    if found is None and dep is not None and dep.status is DeploymentStatus.REVERTED:
+        # Our merge was reverted by verification: it landed and did not hold.
+        return Applied(patch.id, dep.commit, dep.created_ns, "merge", present=False)
+    return found
+
+
 @HANDLERS.beat("loadDeploymentInfo", "stage-crew")
 def load_deployment_info(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
     """Delivered or validated patches, their anomalies, and where git shows them applied."""
     store = ctx.store
     cases = []
-    for patch, dep in _candidates(store, baton.request):
-        previous = store.get(f"eff-{patch.id}", EffectivenessData)
-        if previous is not None and previous.outcome == assess.FAILURE and previous.counted:
-            continue  # a failure is final; a success is re-checked (it may be reverted later)
-        anomaly = store.get(patch.anomaly_id, Anomaly)
-        if anomaly is None:
-            continue
-        applied = find_applied(
-            baton.repo, patch.id, patch.diff, patch.base_commit, baton.request.head
-        )
-        if applied is None and dep is not None and dep.status is DeploymentStatus.REVERTED:
-            # Our merge was reverted by verification: it landed and did not hold.
-            applied = Applied(patch.id, dep.commit, dep.created_ns, "merge", present=False)
-        if applied is not None:
-            cases.append(Case(patch, anomaly, applied, dep, previous))
+    candidates = _candidates(store, baton.request)
+    oldest = min((patch.created_ns for patch, _ in candidates), default=0)
+    with History(baton.repo, baton.request.head, oldest) as history:
+        history.prepare([patch.diff for patch, _ in candidates])
+        history.prepare_presence([patch.diff for patch, _ in candidates])
+        for patch, dep in candidates:
+            previous = store.get(f"eff-{patch.id}", EffectivenessData)
+            if previous is not None and previous.outcome == assess.FAILURE and previous.counted:
+                continue  # a failure is final; a success is re-checked (it may be reverted)
+            anomaly = store.get(patch.anomaly_id, Anomaly)
+            if anomaly is not None:
+                applied = _applied(history, patch, dep, previous)
+                if applied is not None:
+                    cases.append(Case(patch, anomaly, applied, dep, previous))
     # Hotspots need every anomaly; only worth reading when there is something to learn from.
     anomalies = tuple(store.find(Anomaly, limit=5000)) if cases else ()
     diagnoses = tuple(store.find(Diagnosis, limit=5000)) if cases else ()

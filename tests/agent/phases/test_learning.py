@@ -97,7 +97,8 @@ def test_second_run_after_merged_fix_records_success_and_raises_rank(
     assert rec.outcome == "success" and rec.success and rec.counted
     assert rec.before["failure_rate"] == 1.0 and rec.after["failure_rate"] == 0.0
     assert rec.error_improvement == 1.0 and rec.time_to_heal_ns > 0
-    assert any("mutation fix for test_calc.py::test_total (trailer" in i for i in second.insights)
+    assert any("mutation fix for test_calc.py::test_total (trailer" in i for i in first.insights)
+    assert any(": success" in i and "healed in" in i for i in second.insights), second.insights
     with Store.open(cfg.store) as s:
         scores = strategy_scores(s, AnomalyKind.ERROR)
         assert scores == {"mutation": 2 / 3}
