@@ -290,7 +290,12 @@ def main() -> int:
                 f"ratio {wmed['affected'] / wmed['full']:.3f}"
             )
             agree = 0
-            mutants = [m for m in MUTATIONS if m[0] in PRICE_FIXED][: args.mutants]
+            # A mutant equal to the buggy base is no candidate at all (an empty diff).
+            mutants = [
+                m
+                for m in MUTATIONS
+                if m[0] in PRICE_FIXED and PRICE_FIXED.replace(m[0], m[1], 1) != PRICE_BUGGY
+            ][: args.mutants]
             killed = 0
             for n, (old, new) in enumerate(mutants):
                 mutant = patch_for(root, PRICE_FIXED.replace(old, new, 1), f"mutant-{n}")
