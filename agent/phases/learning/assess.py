@@ -47,13 +47,15 @@ def summarise(samples: Sequence[Sample]) -> dict[str, float]:
 
 
 def compare(
-    before: Sequence[Sample], baseline: Sample | None, after: Sequence[Sample]
+    before: Sequence[Sample], baseline: Sequence[Sample], after: Sequence[Sample]
 ) -> tuple[dict[str, float], dict[str, float]]:
     b = summarise(before)
-    if baseline is not None and baseline.subject_ns is not None:
-        b["baseline_ms"] = baseline.subject_ns / 1e6
-    if baseline is not None and baseline.coverage is not None:
-        b["baseline_coverage"] = baseline.coverage
+    base_ms = _median(s.subject_ns / 1e6 for s in baseline if s.subject_ns is not None)
+    if base_ms is not None:
+        b["baseline_ms"] = base_ms
+    covs = [s.coverage for s in baseline if s.coverage is not None]
+    if covs:
+        b["baseline_coverage"] = covs[0]  # the newest green run's
     return b, summarise(after)
 
 
@@ -74,7 +76,11 @@ def improvement(before: dict[str, float], after: dict[str, float]) -> tuple[floa
 
 
 def _gone(
-    kind: AnomalyKind, before: dict[str, float], after: Sequence[Sample], perf_ratio: float
+    kind: AnomalyKind,
+    before: dict[str, float],
+    after: Sequence[Sample],
+    perf_ratio: float,
+    floor_ms: float,
 ) -> tuple[bool, str]:
     seen = [s for s in after if s.subject_seen]
     if not seen:
@@ -85,7 +91,12 @@ def _gone(
     if kind is AnomalyKind.PERFORMANCE:
         now = _median(s.subject_ns / 1e6 for s in seen if s.subject_ns is not None)
         ref = before.get("baseline_ms")
-        limit = ref * perf_ratio if ref else before.get("duration_ms", 0.0) / perf_ratio
+        # As in detection: still slow only past the ratio AND the absolute noise floor.
+        limit = (
+            max(ref * perf_ratio, ref + floor_ms)
+            if ref
+            else before.get("duration_ms", 0.0) / perf_ratio
+        )
         if now is None or now > limit:
             return False, f"still slow: {now or 0:.1f} ms against a limit of {limit:.1f} ms"
     if kind is AnomalyKind.COVERAGE:
@@ -104,13 +115,14 @@ def assess(
     *,
     present: bool,
     perf_ratio: float,
+    floor_ms: float = 0.0,
 ) -> Verdict:
     """Success = the anomaly is gone in later runs and no test that passed before fails now."""
     if not present:
         return Verdict(FAILURE, ("the fix is no longer in HEAD (reverted or overwritten)",))
     if not after:
         return Verdict(PENDING, ("no test run or telemetry since the fix landed",))
-    gone, why = _gone(anomaly.kind, before_summary, after, perf_ratio)
+    gone, why = _gone(anomaly.kind, before_summary, after, perf_ratio, floor_ms)
     if not gone and "not seen" in why:
         return Verdict(PENDING, (why,))
     failing_before = before[-1].failing if before else frozenset()

@@ -48,7 +48,7 @@ class Case:
     deployment: Deployment | None = None
     previous: EffectivenessData | None = None
     before: tuple[observe.Sample, ...] = ()
-    baseline: observe.Sample | None = None
+    baseline: tuple[observe.Sample, ...] = ()  # green runs before the anomaly
     after: tuple[observe.Sample, ...] = ()
     before_metrics: dict[str, float] = field(default_factory=dict)
     after_metrics: dict[str, float] = field(default_factory=dict)
@@ -162,9 +162,7 @@ def _collect(store: Store, repo: Path, case: Case) -> Case:
     tests = observe.subject_tests(store, a)
     if tests:
         before = observe.run_sample(store, a.run_id, tests) if a.run_id else None
-        baseline = (
-            observe.run_sample(store, a.baseline_run_id, tests) if a.baseline_run_id else None
-        )
+        baseline = tuple(observe.runs_before(store, tests, a.run_id)) if a.run_id else ()
         after = observe.runs_after(store, repo, tests, a.run_id, applied.commit)
         return dataclasses.replace(
             case, before=(before,) if before else (), baseline=baseline, after=tuple(after)
@@ -213,7 +211,7 @@ def calculate_improvement(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
 @HANDLERS.beat("assessSuccess", "pure")
 def assess_success(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
     """Success: the anomaly is gone in later runs and nothing that passed before fails now."""
-    ratio = ctx.config.perf_ratio
+    ratio, floor = ctx.config.perf_ratio, ctx.config.perf_floor_ms
 
     def one(c: Case) -> Case:
         verdict = assess.assess(
@@ -223,6 +221,7 @@ def assess_success(baton: TrackBaton, ctx: BeatContext) -> TrackBaton:
             c.after,
             present=c.applied.present,
             perf_ratio=ratio,
+            floor_ms=floor,
         )
         return dataclasses.replace(c, verdict=verdict)
 

@@ -71,6 +71,21 @@ def run_sample(store: Store, run_id: int, tests: Sequence[str]) -> Sample | None
     )
 
 
+def runs_before(
+    store: Store, tests: Sequence[str], before_run: int, limit: int = 5
+) -> list[Sample]:
+    """Up to `limit` recorded runs before `before_run` in which the tests ran, newest first:
+    the baseline sample (one run alone is too noisy to judge timing against)."""
+    marks = ",".join("?" * len(tests))
+    rows = store.conn.execute(
+        f"SELECT DISTINCT run_id FROM test_history WHERE nodeid IN ({marks}) AND run_id < ?"
+        " ORDER BY run_id DESC LIMIT ?",
+        (*tests, before_run, limit),
+    ).fetchall()
+    samples = [run_sample(store, int(r[0]), tests) for r in rows]
+    return [s for s in samples if s is not None and not s.subject_failed]
+
+
 def runs_after(
     store: Store, repo: Path, tests: Sequence[str], after_run: int, applied: str
 ) -> list[Sample]:

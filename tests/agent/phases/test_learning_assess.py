@@ -61,3 +61,13 @@ def test_hotspots_count_episodes_at_the_diagnosed_code() -> None:
     again = dataclasses.replace(first, id="a3", run_id=5, commit="c5", baseline_commit="c4")
     spots = hotspots([first, ongoing, again], [dataclasses.replace(diagnosis(), anomaly_id="a1")])
     assert spots == [("calc.py:total", 2)]
+
+
+def test_timing_within_the_noise_floor_is_not_still_slow() -> None:
+    a = dataclasses.replace(anomaly(), kind=AnomalyKind.PERFORMANCE)
+    before = {"duration_ms": 270.0, "baseline_ms": 0.5}
+    quick = [sample(3, False, 1.6)]  # 3x the baseline, but 1.1 ms is timer noise
+    assert assess(a, [], before, quick, present=True, perf_ratio=1.25).outcome == FAILURE
+    assert assess(a, [], before, quick, present=True, perf_ratio=1.25, floor_ms=5.0).outcome == (
+        SUCCESS
+    )
