@@ -187,8 +187,14 @@ print(json.dumps(out))
 
 
 def observe(repo: Path, base: str, work: FixWork, remaining: float) -> dict[str, str]:
-    """Results of uncovered functions that take no arguments, observed at the base commit."""
+    """Results of uncovered functions that take no arguments, observed at the base commit.
+
+    Only functions that look pure (no I/O, no global state, see perf.is_pure) are called: this
+    runs project code that no test runs yet.
+    """
     import ast
+
+    from agent.phases.fix.perf import is_pure
 
     keys = []
     for loc in work.diagnosis.affected_code:
@@ -199,6 +205,7 @@ def observe(repo: Path, base: str, work: FixWork, remaining: float) -> dict[str,
                     isinstance(node, ast.FunctionDef)
                     and node.name == loc.function
                     and (len(node.args.args) == len(node.args.defaults))
+                    and is_pure(node)
                 ):
                     keys.append(f"{loc.file}::{loc.function}")
     if not keys:
