@@ -167,11 +167,15 @@ class Aggregator:
                 groups[item.key] = [item]
             else:
                 group.append(item)
+        touched = []
         for key, events in groups.items():
-            self._aggregate(key, len(events)).add_group(events, self.exemplars)
+            agg = self._aggregate(key, len(events))
+            agg.add_group(events, self.exemplars)
+            touched.append(agg)
             for parent, count in Counter([e.parent_key for e in events]).items():
                 if parent is not None:
                     self._add_edge(parent, key, count)
+        _own_attributes([e for agg in touched for e in (*agg.slowest, *agg.failures)])
 
     def _add_edge(self, parent: OpKey, child: OpKey, count: int) -> None:
         edges = self._aggregate(parent, 0).edges
@@ -208,6 +212,17 @@ class Aggregator:
             for event in [*agg.slowest, *agg.failures]:
                 chosen.setdefault(id(event), event)
         return [event.to_event() for event in chosen.values()]
+
+
+def _own_attributes(events: list[RawEvent]) -> None:
+    """Exemplars outlive their batch: decode their attributes now, so they hold no line.
+
+    In line order, so each line is decoded once however many exemplars it holds.
+    """
+    pending = [e for e in events if not e.attributes_at_hand]
+    pending.sort(key=lambda e: e.line_order)
+    for event in pending:
+        event.attributes  # noqa: B018 - reading it decodes and keeps the dict
 
 
 def _bump(counts: dict[K, int], key: K, limit: int, other: K, by: int = 1) -> None:

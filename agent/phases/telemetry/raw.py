@@ -94,6 +94,12 @@ class RawEvent:
         return made
 
     @property
+    def line_order(self) -> int:
+        """Groups events of one line together (0 for events that do not refer to a line)."""
+        attrs = self._attrs
+        return id(attrs[0]) if isinstance(attrs, tuple) and isinstance(attrs[0], LineRef) else 0
+
+    @property
     def attributes_at_hand(self) -> bool:
         """Whether reading `attributes` costs no decoding of its line again."""
         attrs = self._attrs

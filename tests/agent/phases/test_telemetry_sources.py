@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from datetime import UTC
 from pathlib import Path
 
@@ -246,3 +247,20 @@ def test_link_index_stays_bounded() -> None:
     assert len(index) <= 100
     assert index.get("t", f"{999:016x}") == ("s", "op999", "")
     assert index.get("t", f"{0:016x}") is None
+
+
+def test_exemplars_keep_no_reference_to_their_line() -> None:
+    # An exemplar lives for the whole ingest: it must not pin its (possibly large) line.
+    from agent.phases.telemetry.aggregate import Aggregator
+    from agent.phases.telemetry.otlp_json import OtlpParser
+
+    spans = [span("op", 1, n, duration_ms=n, attrs={"n": n}) for n in range(1, 30)]
+    line = json.dumps(request("api", spans)).encode()
+    out: list[RawEvent] = []
+    assert OtlpParser(eager=2).parse(json.loads(line), out, line) == 0
+    assert sum(not e.attributes_at_hand for e in out) == 27
+    aggregator = Aggregator(exemplars=3)
+    aggregator.add_all(normalise(out, LinkState(LinkIndex(100)), final=True))
+    kept = aggregator.ops[("api", "op", "1.0")].slowest
+    assert [e.attributes["n"] for e in kept] == [29, 28, 27]
+    assert all(e.attributes_at_hand for e in kept)
