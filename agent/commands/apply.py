@@ -66,9 +66,11 @@ def touched_files(diff: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from agent import git
+    from agent.commands.insights import require_store
     from agent.records import Patch
 
     config = config_from(args)
+    require_store(config)
     with open_store(config) as store:
         ids = _resolve(store, args.id)
         if len(ids) != 1:

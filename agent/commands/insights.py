@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agent.commands.common import config_from, open_store
+from agent.errors import SelfHealError
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from agent.reporting.text import terminal
 
     config = config_from(args)
+    require_store(config)
     if args.track:
         track(config)
     with open_store(config) as store:
@@ -36,6 +38,17 @@ def run(args: argparse.Namespace) -> int:
     for line in terminal(data):
         print(line)
     return 0
+
+
+def require_store(config: object) -> None:
+    """Reading commands do not create a store where there is none; they say what to do."""
+    from agent.config import Config
+
+    assert isinstance(config, Config)
+    if not config.store.is_file():
+        raise SelfHealError(
+            f"no selfheal store at {config.store}: run `pytest --selfheal` in the project first"
+        )
 
 
 def track(config: object) -> None:

@@ -44,13 +44,14 @@ def run(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from agent.commands.insights import track
+    from agent.commands.insights import require_store, track
     from agent.reporting import html, text
     from agent.reporting.data import collect
 
     if not (args.html or args.md or args.json):
         raise SelfHealError("report: give at least one of --html PATH, --md PATH, --json PATH")
     config = config_from(args)
+    require_store(config)
     if args.track:
         track(config)
     with open_store(config) as store:

@@ -152,3 +152,12 @@ def test_cli_report_and_insights(
     assert "What works" in capsys.readouterr().out
     assert main(["--root", str(repo), "report"]) == 2
     assert "give at least one of --html" in capsys.readouterr().err
+
+
+def test_reading_commands_do_not_create_a_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (["insights"], ["report", "--json", "-"], ["apply", "x"]):
+        assert main(["--root", str(tmp_path), *argv]) == 2
+        assert "no selfheal store at" in capsys.readouterr().err
+    assert not (tmp_path / ".selfheal").exists()
