@@ -213,3 +213,56 @@ def test_error_anomaly_named_by_signature_is_followed_through_its_tests(
     (rec,) = track(cfg, tmp_path).records
     assert rec.outcome == "success", rec.insights
     assert (rec.before["failure_rate"], rec.after["failure_rate"]) == (1.0, 0.0)
+
+
+def test_production_subject_is_judged_on_telemetry_windows_around_the_fix(
+    make_repo: Any, tmp_path: Path
+) -> None:
+    from agent.records import TelemetryMetrics
+
+    repo = project(make_repo)
+    cfg = config(repo)
+    patch = dataclasses.replace(make_patch(repo), strategy="memoise")
+    agit.run_git(repo, "apply", "--index", "-", input_text=patch.diff)
+    git(repo, "commit", "-q", "-m", "speed up checkout")
+    fixed_ns = int(git(repo, "show", "-s", "--format=%ct", "HEAD").strip()) * 10**9
+
+    def window(start: int, p50_ms: float, errors: int) -> TelemetryMetrics:
+        ns = p50_ms * 1e6
+        return TelemetryMetrics(
+            "shop",
+            "checkout",
+            "1",
+            100,
+            errors,
+            ns,
+            ns,
+            ns,
+            ns,
+            int(ns),
+            int(ns),
+            start,
+            start + 60 * 10**9,
+        )
+
+    with Store.open(cfg.store) as s:
+        run = s.begin_run("ingest")
+        s.insert_metrics(
+            run, [window(fixed_ns - 600 * 10**9, 90.0, 30), window(fixed_ns + 60 * 10**9, 20.0, 0)]
+        )
+        a = dataclasses.replace(
+            anomaly(),
+            kind=AnomalyKind.PERFORMANCE,
+            subtype="latency",
+            subject="shop/checkout",
+            tests=(),
+            run_id=run,
+            detected_ns=fixed_ns - 500 * 10**9,
+        )
+        s.put(a, subject=a.subject)
+        s.put(patch)
+        s.put(validated(patch), subject=patch.id)
+    (rec,) = track(cfg, tmp_path).records
+    assert (rec.before["duration_ms"], rec.after["duration_ms"]) == (90.0, 20.0)
+    assert (rec.before["error_rate"], rec.after["error_rate"]) == (0.3, 0.0)
+    assert rec.outcome == "success" and round(rec.performance_improvement, 3) == 0.778
