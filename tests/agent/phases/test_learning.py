@@ -66,6 +66,14 @@ def merge(cfg: Config, tmp_path: Path, patch: Patch, a: Anomaly) -> DeployBaton:
     return baton
 
 
+def diagnosis_rank(store: Store, a: Anomaly, strategy: str) -> int:
+    from agent.phases.diagnosis.beats import load_learned
+    from agent.phases.diagnosis.recommend import recommend
+
+    ladder = recommend(a.kind, load_learned(store, a), have_culprit=True)
+    return [r.strategy for r in ladder].index(strategy)
+
+
 def track(cfg: Config, tmp_path: Path) -> TrackBaton:
     with conductor(cfg, tmp_path, learning.HANDLERS, names=("learning.track.json",)) as c:
         baton: TrackBaton = c.play("learning.track", TrackBaton(TrackRequest()))
@@ -80,6 +88,7 @@ def test_second_run_after_merged_fix_records_success_and_raises_rank(
     patch, a = broken_history(repo, cfg, "mutation")
     with Store.open(cfg.store) as s:
         assert rank_strategies(LADDER, strategy_scores(s, AnomalyKind.ERROR)) == LADDER
+        rank_before = diagnosis_rank(s, a, "mutation")
     merged = merge(cfg, tmp_path, patch, a)
 
     first = track(cfg, tmp_path)  # merged, but no run since: nothing to judge yet
@@ -103,6 +112,8 @@ def test_second_run_after_merged_fix_records_success_and_raises_rank(
         scores = strategy_scores(s, AnomalyKind.ERROR)
         assert scores == {"mutation": 2 / 3}
         assert rank_strategies(LADDER, scores)[0] == "mutation"
+        # Diagnosis's own ladder (with its fixed priors) moves the strategy up too.
+        assert diagnosis_rank(s, a, "mutation") < rank_before
         stored = s.get(f"eff-{patch.id}", EffectivenessData)
     assert stored == rec
 
