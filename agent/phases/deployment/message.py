@@ -14,7 +14,11 @@ def title(patch: Patch, anomaly: Anomaly | None) -> str:
     if anomaly is None:
         return f"selfheal: {patch.strategy} patch {patch.id[:8]}"
     what = anomaly.subtype.replace("_", " ")
-    return f"selfheal: fix {what} in {_short(anomaly.subject)}"
+    # An error anomaly's subject is an exception signature; its first test reads better.
+    subject = anomaly.subject
+    if "::" not in subject and "/" not in subject.split("@")[0] and anomaly.tests:
+        subject = anomaly.tests[0]
+    return f"selfheal: fix {what} in {_short(subject, 60)}"
 
 
 def _short(subject: str, width: int = 50) -> str:
