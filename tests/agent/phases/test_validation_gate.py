@@ -25,8 +25,38 @@ from agent.phases.validation import (
 from agent.phases.validation.workspace import prune_stale, worktrees_dir
 from agent.records import Anomaly, AnomalyKind, FixType, Patch, Severity, ValidationResult
 from agent.store import Store
-from conftest import commit_files, git
 from tests.agent.test_patches import HOSTILE
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.invalid",
+    "GIT_COMMITTER_NAME": "Test Author",
+    "GIT_COMMITTER_EMAIL": "author@example.invalid",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    """git in `repo` with a fixed identity (local: `conftest` is ambiguous across test dirs)."""
+    proc = subprocess.run(
+        ["git", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+        check=False,
+    )
+    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
+
+
+def commit_files(repo: Path, files: dict[str, str], message: str) -> str:
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text, encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
 
 OPS = '''\
 """Arithmetic."""
@@ -151,6 +181,7 @@ def test_broken_syntax_is_caught_before_any_test_runs(project: Path, conductor: 
     assert baton.runs == ()
 
 
+@pytest.mark.slow
 def test_removing_a_documented_name_fails_the_documentation_check(
     project: Path, conductor: Conductor
 ) -> None:
@@ -162,6 +193,7 @@ def test_removing_a_documented_name_fails_the_documentation_check(
     assert not result.documentation_valid
 
 
+@pytest.mark.slow
 def test_broken_doctest_fails(project: Path, conductor: Conductor) -> None:
     fixed = OPS.replace("a - b", "a + b").replace(
         '"""Arithmetic."""', '"""Arithmetic.\n\n>>> add(2, 2)\n5\n"""'
@@ -274,6 +306,7 @@ def test_partial_fix_of_a_slowdown_fails_the_timing_check(
         assert result.passed, result.reasons
 
 
+@pytest.mark.slow
 def test_affected_selection_uses_the_coverage_map(project: Path, conductor: Conductor) -> None:
     head = git(project, "rev-parse", "HEAD").strip()
     with Store.open(conductor.config.store) as store:
@@ -307,6 +340,7 @@ def test_stale_worktrees_of_dead_processes_are_pruned(project: Path) -> None:
     assert str(alive.path) not in git(project, "worktree", "list")
 
 
+@pytest.mark.slow
 def test_quick_reject_reuses_one_worktree_across_candidates(project: Path) -> None:
     config = load_config(project)
     good = make_diff(project, {"calc/ops.py": OPS.replace("a - b", "a + b")})
@@ -326,6 +360,7 @@ def test_bad_request_is_a_clear_error(conductor: Conductor) -> None:
         validate(conductor, ValidationRequest(patch_of("x"), selection="some"))
 
 
+@pytest.mark.slow
 def test_environment_of_the_test_run_is_scrubbed(
     project: Path, conductor: Conductor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
