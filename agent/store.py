@@ -139,6 +139,17 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX coverage_lines_file ON coverage_lines (map_id, file);
     """,
+    # 4: each test's recent results in one row (JSON list, newest first): a baseline for a
+    # large suite is one indexed read of a row per test instead of tests x history rows.
+    """
+    CREATE TABLE test_baseline (
+        env_key TEXT NOT NULL,
+        nodeid TEXT NOT NULL,
+        updated_run INTEGER NOT NULL,
+        history TEXT NOT NULL,
+        PRIMARY KEY (env_key, nodeid)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,10 +55,17 @@ def make_generated(base: Path) -> Path:
     return repo
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
+CPU: dict[str, list[float]] = {}  # CPU seconds (user + sys) per variant: steadier on a busy box
+
+
+def timed(cmd: list[str], cwd: Path, label: str = "") -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    CPU.setdefault(label, []).append(cpu)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-15:])
         raise SystemExit(
@@ -73,16 +81,16 @@ def bench_suite(  # noqa: PLR0917 - a script's one call site
     heal = [*pytest, "--selfheal", f"--selfheal-store={store}", "--selfheal-budget=0"]
     for _ in range(3):  # baseline runs; the first also refreshes the coverage map
         timed([*heal, "--selfheal-coverage=auto"], cwd)
+    CPU.clear()
     plain_t, heal_t = [], []
     for _ in range(runs):
-        plain_t.append(timed(pytest, cwd))
-        heal_t.append(timed([*heal, "--selfheal-coverage=never"], cwd))
+        plain_t.append(timed(pytest, cwd, "plain"))
+        heal_t.append(timed([*heal, "--selfheal-coverage=never"], cwd, "heal"))
     cov_plain, cov_heal = [], []
     for _ in range(max(3, runs // 2)):
-        cov_plain.append(
-            timed([*pytest, f"--cov={cov}", "--cov-context=test", "--cov-report="], cwd)
-        )
-        cov_heal.append(timed([*heal, "--selfheal-coverage=always"], cwd))
+        cov_cmd = [*pytest, f"--cov={cov}", "--cov-context=test", "--cov-report="]
+        cov_plain.append(timed(cov_cmd, cwd, "cov"))
+        cov_heal.append(timed([*heal, "--selfheal-coverage=always"], cwd, "heal_cov"))
     p, h = statistics.median(plain_t), statistics.median(heal_t)
     cp, ch = statistics.median(cov_plain), statistics.median(cov_heal)
     print(f"{name}: plain {p:.2f}s, --selfheal {h:.2f}s -> ratio {h / p:.3f} (target <= 1.10)")
@@ -90,8 +98,14 @@ def bench_suite(  # noqa: PLR0917 - a script's one call site
         f"{name}: pytest --cov --cov-context=test {cp:.2f}s, --selfheal with coverage refresh "
         f"{ch:.2f}s -> ratio {ch / cp:.3f} (target <= 1.00)"
     )
+    cpu = {k: statistics.median(v) for k, v in CPU.items()}
     print(
-        f"{name}: raw plain {fmt(plain_t)} selfheal {fmt(heal_t)} cov {fmt(cov_plain)} "
+        f"{name}: CPU seconds (median) plain {cpu['plain']:.2f}, --selfheal {cpu['heal']:.2f} "
+        f"-> {cpu['heal'] / cpu['plain']:.3f}; --cov {cpu['cov']:.2f}, --selfheal refresh "
+        f"{cpu['heal_cov']:.2f} -> {cpu['heal_cov'] / cpu['cov']:.3f}"
+    )
+    print(
+        f"{name}: raw wall plain {fmt(plain_t)} selfheal {fmt(heal_t)} cov {fmt(cov_plain)} "
         f"selfheal+cov {fmt(cov_heal)}"
     )
 

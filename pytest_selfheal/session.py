@@ -234,8 +234,9 @@ class Controller:
             }
         )
         span.end()
-        # The SDK's tracer hands out its own Span, which is a ReadableSpan at run time.
-        self.events.append(span_to_event(span, EventSource.SPAN))  # type: ignore[arg-type]
+        # The SDK's tracer hands out its own Span, which is a ReadableSpan at run time. The
+        # session is test-run telemetry (source TEST, no node id), not an application span.
+        self.events.append(span_to_event(span, EventSource.TEST))  # type: ignore[arg-type]
         self._provider.shutdown()
 
     def _run_pipeline(self, session: pytest.Session) -> Any:

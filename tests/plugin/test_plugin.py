@@ -81,7 +81,8 @@ def test_records_every_test_as_a_span_with_its_facts(project: Project) -> None:
     conn = sqlite3.connect(project.path / ".selfheal" / "selfheal.db")
     rows = conn.execute(
         "SELECT operation, parent_span_id, json_extract(payload, '$.attributes')"
-        " FROM spans WHERE run_id = ? AND source = 'test' ORDER BY operation",
+        " FROM spans WHERE run_id = ? AND source = 'test' AND operation != 'pytest session'"
+        " ORDER BY operation",
         (data["run_id"],),
     ).fetchall()
     session = conn.execute(
@@ -195,7 +196,7 @@ def test_xdist_workers_send_records_to_the_controller(project: Project) -> None:
         r[0]
         for r in conn.execute(
             "SELECT json_extract(payload, '$.attributes.\"selfheal.test.worker\"') FROM spans"
-            " WHERE source = 'test'"
+            " WHERE source = 'test' AND operation != 'pytest session'"
         )
     }
     conn.close()

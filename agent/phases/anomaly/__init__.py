@@ -133,6 +133,7 @@ def store_anomaly_results(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton
         store.put(anomaly, run_id=req.run_id, subject=anomaly.subject)
     if baton.current:
         baseline.save_history(store, req.run_id, req.env_key, baton.current)
+        baseline.save_baseline(store, req, baton.current, baton.history, ctx.config.history)
     return dataclasses.replace(baton, stored=len(baton.anomalies))
 
 

@@ -29,7 +29,9 @@ def load_current(store: Store, run_id: int) -> tuple[m.TestObservation, ...]:
         parents[span_id] = parent
         ops[span_id] = op
         if source == "test":
-            tests[span_id] = _test_row(json.loads(payload), start, dur, sig, file)
+            row = _test_row(json.loads(payload), start, dur, sig, file)
+            if row["attrs"].get(m.ATTR_NODEID):  # the session span has none
+                tests[span_id] = row
     children = _children_per_test(parents, ops, set(tests))
     return tuple(
         _observation(row, children.get(span_id, Counter())) for span_id, row in tests.items()
@@ -104,21 +106,69 @@ def load_history(
     runs = baseline_runs(store, env_key, before_run, per_test * RUN_WINDOW_FACTOR)
     if not runs:
         return [], {}
+    history: dict[str, tuple[m.PastResult, ...]] = {}
+    rows = store.conn.execute(
+        "SELECT nodeid, history FROM test_baseline WHERE env_key = ?", (env_key,)
+    )
+    for nodeid, text in rows:
+        entries = [e for e in json.loads(text) if e[0] < before_run][:per_test]
+        if entries:
+            history[nodeid] = tuple(m.PastResult(*e) for e in entries)
+    if not history:  # a store written before the rolling baseline existed
+        history = _history_from_runs(store, runs, per_test)
+    return runs, history
+
+
+def _history_from_runs(
+    store: Store, runs: list[int], per_test: int
+) -> dict[str, tuple[m.PastResult, ...]]:
     marks = ",".join("?" * len(runs))
     rows = store.conn.execute(
-        "SELECT h.run_id, r.commit_sha, r.dirty, h.nodeid, h.outcome, h.call_ns, h.signature,"
+        "SELECT h.run_id, r.commit_sha, r.dirty, h.outcome, h.call_ns, h.signature, h.nodeid,"
         " h.children FROM test_history h JOIN runs r ON r.id = h.run_id"
-        f" WHERE h.run_id IN ({marks})"
-        " ORDER BY h.run_id DESC",
+        f" WHERE h.run_id IN ({marks}) ORDER BY h.run_id DESC",
         runs,
-    ).fetchall()
+    )
     history: dict[str, list[m.PastResult]] = {}
-    for run_id, commit, dirty, nodeid, outcome, call_ns, sig, children in rows:
+    for run_id, commit, dirty, outcome, call_ns, sig, nodeid, children in rows:
         past = history.setdefault(nodeid, [])
         if len(past) < per_test:
             kids = json.loads(children) if children != "{}" else {}
             past.append(m.PastResult(run_id, commit, bool(dirty), outcome, call_ns, sig, kids))
-    return runs, {k: tuple(v) for k, v in history.items()}
+    return {k: tuple(v) for k, v in history.items()}
+
+
+def save_baseline(
+    store: Store,
+    req: m.DetectRequest,
+    tests: Iterable[m.TestObservation],
+    history: Mapping[str, tuple[m.PastResult, ...]],
+    keep: int,
+) -> int:
+    """Put this run at the head of each test's rolling history (one row per test)."""
+    rows = []
+    for t in tests:
+        if not t.nodeid:
+            continue
+        entry = [req.run_id, req.commit, req.dirty, t.outcome, t.call_ns, t.signature]
+        if t.children:
+            entry.append(dict(t.children))
+        older = [_entry(p) for p in history.get(t.nodeid, ()) if p.run_id != req.run_id]
+        rows.append((req.env_key, t.nodeid, req.run_id, json.dumps([entry, *older][:keep])))
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO test_baseline (env_key, nodeid, updated_run, history)"
+            " VALUES (?, ?, ?, ?)",
+            rows,
+        )
+    return len(rows)
+
+
+def _entry(p: m.PastResult) -> list[object]:
+    entry: list[object] = [p.run_id, p.commit, p.dirty, p.outcome, p.call_ns, p.signature]
+    if p.children:
+        entry.append(dict(p.children))
+    return entry
 
 
 def run_commit(store: Store, run_id: int) -> str:

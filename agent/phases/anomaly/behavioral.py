@@ -55,9 +55,10 @@ def call_changes(
 def detect_call_changes(baton: AnomalyBaton, config: Config) -> list[Anomaly]:
     found = []
     for obs in baton.current:
-        if obs.outcome != PASSED:
-            continue
-        before = stable_children(baton.history.get(obs.nodeid, ()))
+        past = baton.history.get(obs.nodeid, ())
+        if obs.outcome != PASSED or not (obs.children or (past and past[0].children)):
+            continue  # not instrumented, now or before
+        before = stable_children(past)
         if before is None:
             continue
         for subtype, op, evidence in call_changes(before, obs.children):

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple
 
 from agent.records import Anomaly
+
+_NO_CHILDREN: Mapping[str, int] = MappingProxyType({})
 
 # (nodeids, runs per nodeid) -> call durations in ns of the passing runs, per nodeid.
 Sampler = Callable[[Sequence[str], Mapping[str, int]], Mapping[str, tuple[int, ...]]]
@@ -76,9 +80,12 @@ class TestObservation:
     floor_ms: float | None = None
 
 
-@dataclass(frozen=True)
-class PastResult:
-    """One earlier result of a test in a comparable environment."""
+class PastResult(NamedTuple):
+    """One earlier result of a test in a comparable environment.
+
+    A named tuple, not a dataclass: a baseline holds tens of thousands of these (tests x
+    history) and tuples are built several times faster, which is most of a green run's cost.
+    """
 
     run_id: int
     commit: str
@@ -86,7 +93,7 @@ class PastResult:
     outcome: str
     call_ns: int
     signature: str = ""
-    children: Mapping[str, int] = field(default_factory=dict)
+    children: Mapping[str, int] = _NO_CHILDREN
 
 
 @dataclass(frozen=True)

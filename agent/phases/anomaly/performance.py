@@ -35,8 +35,11 @@ def screen(
 ) -> list[Suspect]:
     """Passing tests whose single duration already clears the ratio and the floor."""
     flagged: list[tuple[str, list[int], float, float]] = []
+    floor_ns = config.perf_floor_ms * 1e6
     for obs in current:
-        if obs.outcome != PASSED:
+        # Growth of at least the floor needs a duration of at least the floor: most tests of a
+        # large suite stop here without looking at their history.
+        if obs.outcome != PASSED or (obs.floor_ms is None and obs.call_ns < floor_ns):
             continue
         base = baseline_sample(history.get(obs.nodeid, ()))
         limits = thresholds(config, obs.ratio, obs.floor_ms)
@@ -61,8 +64,9 @@ def screen(
 def detect_slowdowns(baton: AnomalyBaton, config: Config) -> list[Anomaly]:
     """Confirm the suspects on their re-run sample; Holm across every suspect compared."""
     candidates = []
+    floor_ns = config.perf_floor_ms * 1e6
     for obs in baton.current:
-        if obs.outcome != PASSED:
+        if obs.outcome != PASSED or (obs.floor_ms is None and obs.call_ns < floor_ns):
             continue
         base = baseline_sample(baton.history.get(obs.nodeid, ()))
         limits = thresholds(config, obs.ratio, obs.floor_ms)

@@ -240,3 +240,18 @@ def test_detect_on_a_real_store_through_the_telemetry_phase(tmp_path: Path) -> N
         assert store.find(type(anomaly), run_id=runs[2]) == [anomaly]
         rows = store.conn.execute("SELECT count(*) FROM test_history").fetchone()[0]
         assert rows == 6
+
+
+def test_history_from_a_store_without_the_rolling_baseline(tmp_path: Path) -> None:
+    from agent.phases.anomaly import baseline
+
+    with Store.open(tmp_path / "s.db") as store:
+        run = store.begin_run("test", commit="c1", env_key="e")
+        store.conn.execute(
+            "INSERT INTO test_history (run_id, env_key, nodeid, outcome, call_ns, total_ns)"
+            " VALUES (?, 'e', 't.py::a', 'passed', 7, 9)",
+            (run,),
+        )
+        runs, history = baseline.load_history(store, "e", run + 1, 20)
+        assert runs == [run]
+        assert history == {"t.py::a": (PastResult(run, "c1", False, "passed", 7, "", {}),)}
