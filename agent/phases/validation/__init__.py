@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,8 +41,10 @@ __all__ = [
 def validate_baton(
     conductor: Conductor, request: ValidationRequest, deadline: float | None = None
 ) -> ValidationBaton:
-    """Play validation.run; worktrees made on the way are removed whatever happens."""
-    baton = ValidationBaton(request=request)
+    """Play validation.run; worktrees made on the way are removed whatever happens.
+
+    `deadline` (a time.monotonic() value) caps the request's own timeout."""
+    baton = ValidationBaton(request=request, deadline=math.inf if deadline is None else deadline)
     try:
         final: ValidationBaton = conductor.play(SEQUENCE, baton, deadline=deadline)
     finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -35,9 +36,9 @@ def validate_requested(baton: ValidationBaton, ctx: BeatContext) -> ValidationBa
         raise ConfigError(f"validation timeout must be positive, got {req.timeout_s}")
     if not req.patch.id:
         raise ConfigError("the patch to validate has no id")
-    return dataclasses.replace(
-        baton, started_ns=time.time_ns(), deadline=time.monotonic() + req.timeout_s
-    )
+    # The caller's deadline (if any) arrives on the baton; the request's timeout caps it too.
+    deadline = min(baton.deadline or math.inf, time.monotonic() + req.timeout_s)
+    return dataclasses.replace(baton, started_ns=time.time_ns(), deadline=deadline)
 
 
 @HANDLERS.beat("loadPatch", "stage-crew")

@@ -73,7 +73,7 @@ class ValidationBaton:
     request: ValidationRequest
     cleanup: Cleanup = field(default_factory=Cleanup)
     started_ns: int = 0
-    deadline: float = 0.0  # time.monotonic() by which every run must be over
+    deadline: float = 0.0  # time.monotonic() by which every run must be over (0: none yet)
     base_commit: str = ""
     checked: CheckedPatch | None = None
     worktree: Worktree | None = None
