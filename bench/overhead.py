@@ -55,13 +55,16 @@ def make_generated(base: Path) -> Path:
     return repo
 
 
+# Bytecode caching on, as on a developer machine (some sandboxes set PYTHONDONTWRITEBYTECODE,
+# which makes every run compile every imported module and blurs what is measured here).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 CPU: dict[str, list[float]] = {}  # CPU seconds (user + sys) per variant: steadier on a busy box
 
 
 def timed(cmd: list[str], cwd: Path, label: str = "") -> float:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False, env=ENV)
     elapsed = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime

@@ -106,11 +106,16 @@ def test_records_every_test_as_a_span_with_its_facts(project: Project) -> None:
 def test_new_failure_is_detected_and_grouped_by_signature(project: Project) -> None:
     project.pytester.runpytest("--selfheal", *QUIET)
     project.edit("app.py", "return a / b", "return a / (b - 2)", "break ratio")
-    result = project.pytester.runpytest("--selfheal", "--selfheal-report=json:r.json", *QUIET)
+    result = project.pytester.runpytest(
+        "--selfheal", "--selfheal-report=json:r.json", "--selfheal-report=md:out/r.md", *QUIET
+    )
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         ["HIGH     error/new_failure: 1 test(s) newly fail with ZeroDivisionError in ratio*"]
     )
+    markdown = (project.path / "out" / "r.md").read_text(encoding="utf-8")
+    assert "## HIGH error/new_failure: `ZeroDivisionError@app.py:ratio`" in markdown
+    assert "| signature | ZeroDivisionError@app.py:ratio |" in markdown
     (anomaly,) = project.report()["anomalies"]
     assert anomaly["subject"] == "ZeroDivisionError@app.py:ratio"
     assert anomaly["tests"] == ["test_app.py::test_ratio"]
