@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import json
 import os
 import re
@@ -177,6 +178,9 @@ def pytest_command(
     cmd += ["-q", "--no-header"]
     if coverage:
         cmd.append("--selfheal-validate-coverage")
+        if importlib.util.find_spec("pytest_cov") is not None:
+            # Two coverage.py tracers cannot both record; a project's `--cov` would blind ours.
+            cmd.append("--no-cov")
     if repeat > 1:
         cmd.append(f"--selfheal-repeat={repeat}")
     if workers > 1:

@@ -137,3 +137,14 @@ def test_environment_is_scrubbed(tmp_path: Path) -> None:
     assert env["HOME"] == str(tmp_path / "home") and env["LANG"] == "C.UTF-8"
     assert env["PYTHONPATH"] == str(tmp_path / "wt") and env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["XDG_CACHE_HOME"].startswith(str(tmp_path / "home"))
+
+
+def test_a_projects_own_pytest_cov_does_not_blind_our_coverage(tmp_path: Path) -> None:
+    pytest.importorskip("pytest_cov")
+    root = _project(tmp_path, "import lib\n\ndef test_f():\n    assert lib.f() == 1\n")
+    (root / "lib.py").write_text("def f():\n    return 1\n", encoding="utf-8")
+    (root / "pytest.ini").write_text("[pytest]\naddopts = --cov=. --cov-report=\n", "utf-8")
+    outcome = run_pytest(root, [], patch_id="p1", coverage=True)
+    assert outcome.result is not None and outcome.result.coverage is not None
+    lib = outcome.result.coverage["lib.py"]
+    assert lib.missing == frozenset() and lib.in_tests == frozenset({2})
