@@ -215,3 +215,30 @@ def test_works_with_lf_x_and_k(project: Project) -> None:
     )
     result.assert_outcomes(passed=2, deselected=1)
     result.stdout.fnmatch_lines(["run *: 2 tests recorded, compared with 1 earlier run(s)*"])
+
+
+def test_order_dependent_failure_is_confirmed_by_rerun(project: Project) -> None:
+    project.commit(
+        {
+            "registry.py": "ITEMS = []\n",
+            "test_order.py": (
+                "import registry\n\n\ndef test_adds():\n    assert registry.ITEMS == []\n\n\n"
+                "def test_empty():\n    assert registry.ITEMS == []\n"
+            ),
+        },
+        "registry",
+    )
+    project.pytester.runpytest("--selfheal", *QUIET)
+    project.edit(
+        "test_order.py",
+        "def test_adds():\n    assert registry.ITEMS == []",
+        "def test_adds():\n    registry.ITEMS.append(1)",
+        "test_adds leaks state",
+    )
+    result = project.pytester.runpytest("--selfheal", "--selfheal-report=json:r.json", *QUIET)
+    result.assert_outcomes(passed=4, failed=1)
+    (anomaly,) = project.report()["anomalies"]
+    assert (anomaly["kind"], anomaly["subtype"]) == ("behavioral", "order_dependent")
+    assert anomaly["subject"] == "test_order.py::test_empty"
+    assert anomaly["evidence"]["alone"] == "passed,passed,passed"
+    assert anomaly["evidence"]["after_predecessors"] == "failed"
