@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "phases"))
-from delivery_kit import BUGGY, FIXED, config, make_patch, project
+from delivery_kit import BUGGY, FIXED, config, git, make_patch, project
 
 from agent.cli import main
 from agent.records import Patch
 from agent.store import Store
-from conftest import git
 
 
 def stored_patch(make_repo: Any) -> tuple[Path, Patch]:

@@ -12,9 +12,11 @@ from delivery_kit import (
     FIXED,
     FakeAPI,
     anomaly,
+    commit_files,
     conductor,
     config,
     diagnosis,
+    git,
     make_patch,
     project,
     validated,
@@ -27,7 +29,6 @@ from agent.errors import BeatError
 from agent.phases.deployment import HANDLERS, DeployBaton, DeployRequest
 from agent.records import Deployment, DeploymentStatus, Patch, ValidationResult
 from agent.store import Store
-from conftest import commit_files, git
 
 PY = sys.executable
 CI_OK = f"{PY} -m pytest -q -p no:cacheprovider -p no:selfheal"

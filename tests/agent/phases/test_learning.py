@@ -10,8 +10,10 @@ from delivery_kit import (
     FIXED,
     TESTS,
     anomaly,
+    commit_files,
     conductor,
     config,
+    git,
     make_patch,
     project,
     record_run,
@@ -27,7 +29,6 @@ from agent.phases.learning.applied import find_applied
 from agent.phases.learning.model import rank_strategies, strategy_scores
 from agent.records import Anomaly, AnomalyKind, EffectivenessData, Patch
 from agent.store import Store
-from conftest import commit_files, git
 
 LADDER = ["partial_revert", "template", "mutation"]
 TOTAL, MEAN = "test_calc.py::test_total", "test_calc.py::test_mean"
