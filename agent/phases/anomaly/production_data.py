@@ -16,6 +16,7 @@ from agent.phases.anomaly.production import OpKey, OpSample, ProductionFacts, fu
 from agent.records import CodeLocation
 from agent.store import Store
 
+TEST_RUN_KIND = "test"  # runs of the pytest plugin (agent/pipeline.py)
 SAMPLE_LIMIT = 20_000  # newest spans per side and service: enough for any rank test
 _COLUMNS = (
     "id, operation, duration_ns, status, trace_id, span_id, parent_span_id,"
@@ -28,6 +29,8 @@ def load_production(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
     """Compare the run's app spans with the previous service.version, else earlier runs."""
     store = ctx.store
     run_id = baton.request.run_id
+    if _is_test_run(store, run_id):
+        return baton  # spans under tests are judged per test by the test-run detectors
     root = (baton.request.root or ctx.config.root).resolve()
     versions = store.conn.execute(
         "SELECT service, version, max(start_ns) FROM spans WHERE run_id = ? AND source = 'span'"
@@ -72,9 +75,16 @@ def _service_facts(
     )
 
 
+def _is_test_run(store: Store, run_id: int) -> bool:
+    row = store.conn.execute("SELECT kind FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return row is not None and row[0] == TEST_RUN_KIND
+
+
 def _rows(store: Store, where: str, args: tuple[Any, ...]) -> list[Row]:
+    # App spans recorded under tests ran on test inputs: never a production baseline.
     sql = (
         f"SELECT {_COLUMNS} FROM spans WHERE source = 'span' AND {where}"
+        f" AND run_id NOT IN (SELECT id FROM runs WHERE kind = '{TEST_RUN_KIND}')"
         f" ORDER BY id DESC LIMIT {SAMPLE_LIMIT}"
     )
     return store.conn.execute(sql, args).fetchall()
@@ -84,8 +94,8 @@ def _previous_version(store: Store, service: str, version: str) -> str | None:
     """The version of `service` first seen just before `version` was, if any."""
     seen = store.conn.execute(
         "SELECT version, min(start_ns) FROM spans WHERE service = ? AND source = 'span'"
-        " GROUP BY version ORDER BY 2",
-        (service,),
+        " AND run_id NOT IN (SELECT id FROM runs WHERE kind = ?) GROUP BY version ORDER BY 2",
+        (service, TEST_RUN_KIND),
     ).fetchall()
     order = [str(v) for v, _ in seen]
     if version not in order:

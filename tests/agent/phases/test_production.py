@@ -279,3 +279,17 @@ def test_a_version_regression_keeps_one_id_across_windows(tmp_path: Path) -> Non
     assert [a.subtype for a in first] == ["slowdown"]
     assert [a.id for a in first] == [a.id for a in second]
     assert first[0].evidence["mode"] == "version"
+
+
+def test_test_runs_are_left_to_the_test_detectors(tmp_path: Path) -> None:
+    store_path = tmp_path / "s.db"
+    with Store.open(store_path) as store:
+        before = store.begin_run("test")
+        store.insert_events(before, [_span(i, "GET /r", 10, "a.py", "r") for i in range(20)])
+        now = store.begin_run("test")
+        store.insert_events(now, [_span(i, "GET /r", 50, "a.py", "r") for i in range(20)])
+        window = store.begin_run("agent-window")
+        store.insert_events(window, [_span(i, "GET /r", 50, "a.py", "r") for i in range(20)])
+    assert _detect(tmp_path, store_path, now) == ()
+    # Nor are spans under tests a baseline for production: the window has nothing to compare.
+    assert _detect(tmp_path, store_path, window) == ()
