@@ -427,3 +427,13 @@ def test_expect_100_continue(receiver: Receiver) -> None:
     sock.sendall(body)
     assert b" 200 " in sock.recv(4096)
     sock.close()
+
+
+def test_a_busy_port_is_one_clear_error_and_no_thread_is_left(sink: _StoreSink) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+            Receiver(sink, _settings(port=port)).start()
+    assert not [t for t in threading.enumerate() if t.name.startswith("selfheal-receiver")]
