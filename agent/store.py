@@ -150,6 +150,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (env_key, nodeid)
     );
     """,
+    # 5: production detection reads a service's spans by version, newest first (the rowid
+    # ends the index, so ORDER BY id DESC LIMIT n stops early instead of sorting them all).
+    """
+    CREATE INDEX spans_service_version ON spans (service, version);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

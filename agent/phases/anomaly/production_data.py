@@ -91,9 +91,9 @@ def _rows(store: Store, where: str, args: tuple[Any, ...]) -> list[Row]:
 
 
 def _previous_version(store: Store, service: str, version: str) -> str | None:
-    """The version of `service` first seen just before `version` was, if any."""
+    """The version of `service` first stored just before `version` was, if any."""
     seen = store.conn.execute(
-        "SELECT version, min(start_ns) FROM spans WHERE service = ? AND source = 'span'"
+        "SELECT version, min(id) FROM spans WHERE service = ? AND source = 'span'"
         " AND run_id NOT IN (SELECT id FROM runs WHERE kind = ?) GROUP BY version ORDER BY 2",
         (service, TEST_RUN_KIND),
     ).fetchall()
