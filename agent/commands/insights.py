@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.track:
         track(config)
     with open_store(config) as store:
-        data = collect(store, config.root.name, time.time_ns())
+        data = collect(store, config.root.name, time.time_ns(), config.root)
     for line in terminal(data):
         print(line)
     return 0

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.track:
         track(config)
     with open_store(config) as store:
-        data = collect(store, config.root.name, time.time_ns())
+        data = collect(store, config.root.name, time.time_ns(), config.root)
     if args.html:
         _write(args.html, html.render(data))
     if args.md:

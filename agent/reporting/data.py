@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agent.phases.learning.assess import hotspots
@@ -134,7 +135,8 @@ def _open(deployments: list[Deployment], applied: set[str]) -> tuple[Deployment,
     return tuple(d for d in latest.values() if d.status in _OPEN and d.patch_id not in applied)
 
 
-def collect(store: Store, project: str, now_ns: int) -> ReportData:
+def collect(store: Store, project: str, now_ns: int, repo: Path | None = None) -> ReportData:
+    """Read the report's data; with `repo`, a proposal whose branch was deleted is closed."""
     anomalies = store.find(Anomaly, limit=5000)
     fixes = store.find(EffectivenessData, limit=2000)
     deployments = store.find(Deployment, limit=2000)
@@ -158,7 +160,7 @@ def collect(store: Store, project: str, now_ns: int) -> ReportData:
         strategies=tuple(strategy_stats(store)),
         rates=_rates(fixes),
         timings=timings,
-        open_proposals=_open(deployments, applied),
+        open_proposals=_still_open(_open(deployments, applied), repo),
         deployments_by_status=_statuses(deployments, applied),
         fixes=tuple(fixes),
         hotspots=tuple(hotspots(anomalies, store.find(Diagnosis, limit=5000))),
@@ -181,3 +183,15 @@ def _statuses(deployments: list[Deployment], applied: set[str]) -> dict[str, int
             "applied" if d.patch_id in applied else d.status.value for d in _latest(deployments)
         )
     )
+
+
+def _still_open(proposals: tuple[Deployment, ...], repo: Path | None) -> tuple[Deployment, ...]:
+    if repo is None or not proposals:
+        return proposals
+    from agent import git
+
+    out = git.run_git(
+        repo, "branch", "--list", "selfheal/*", "--format=%(refname:short)", check=False
+    )
+    branches = set(out.split())
+    return tuple(d for d in proposals if not d.branch or d.branch in branches)

@@ -152,6 +152,11 @@ def test_cli_report_and_insights(
     assert "What works" in capsys.readouterr().out
     assert main(["--root", str(repo), "report"]) == 2
     assert "give at least one of --html" in capsys.readouterr().err
+    # A proposal whose branch the developer deleted is no longer open.
+    branch = healed[1].open_proposals[0].branch
+    subprocess.run(["git", "branch", "-D", branch], cwd=repo, check=True, capture_output=True)
+    assert main(["--root", str(repo), "report", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["open_proposals"] == []
 
 
 def test_reading_commands_do_not_create_a_store(
