@@ -417,12 +417,36 @@ def _deliver(conductor: Conductor, outcome: AnomalyOutcome, say: Progress) -> De
         anomaly=outcome.anomaly,
         diagnosis=outcome.diagnosis,
         run_id=outcome.anomaly.run_id,
+        revalidate=_revalidator(conductor, outcome.anomaly),
     )
     try:
         return deliver(conductor, request).deployment()
     except SelfHealError as exc:  # delivery trouble never loses the validated patch
         say(f"selfheal: delivery of {outcome.best.patch.id} failed: {exc}")
         return None
+
+
+def _revalidator(
+    conductor: Conductor, anomaly: Anomaly
+) -> Callable[[Patch, str], ValidationResult]:
+    """For `merge`: when the target moved since validation, prove the patch again on it."""
+
+    def revalidate(patch: Patch, target: str) -> ValidationResult:
+        from dataclasses import replace
+
+        from agent.phases.validation import ValidationRequest, validate
+
+        config = conductor.config
+        request = ValidationRequest(
+            patch=replace(patch, base_commit=target),
+            anomaly=anomaly,
+            selection=config.validation_selection,
+            repeats=config.validation_repeats,
+            timeout_s=config.validation_timeout_s,
+        )
+        return validate(conductor, request)
+
+    return revalidate
 
 
 def write_patch(selfheal_dir: Path, patch: Patch) -> Path:
