@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -61,10 +64,11 @@ def percent(statements: Mapping[str, Iterable[int]], covered: Mapping[str, set[i
 class Collector:
     """Runs coverage.py for one process and switches its context per test."""
 
-    def __init__(self, root: Path, omit: Iterable[str] = ()) -> None:
+    def __init__(self, root: Path, omit: Iterable[str] = (), cache: Path | None = None) -> None:
         import coverage
 
         self.root = root
+        self.cache = cache  # executable lines per file content, kept between refreshes
         # data_file=None keeps the data in memory: nothing to clean up, nothing to clash with
         # a project's own .coverage file.
         self._cov = coverage.Coverage(
@@ -89,29 +93,62 @@ class Collector:
         data = self._cov.get_data()
         per_test: dict[str, dict[str, list[int]]] = {}
         statements: dict[str, list[int]] = {}
+        known = _read_cache(self.cache)
+        fresh: dict[str, list[Any]] = {}
         for abs_file in data.measured_files():
             rel = self._relative(abs_file)
             if rel is None:
                 continue
-            statements[rel] = self._statements(abs_file)
+            statements[rel], fresh[rel] = self._statements(abs_file, known.get(rel))
             for line, contexts in (data.contexts_by_lineno(abs_file) or {}).items():
                 for ctx in contexts:
                     # The empty context is import time (collection): covered, by no test.
                     per_test.setdefault(ctx, {}).setdefault(rel, []).append(line)
+        _write_cache(self.cache, {**known, **fresh})
         return per_test, statements
 
-    def _statements(self, abs_file: str) -> list[int]:
+    def _statements(self, abs_file: str, cached: Any) -> tuple[list[int], list[Any]]:
+        """Executable lines; parsing is most of a refresh's cost, so unchanged files reuse it."""
+        try:
+            digest = hashlib.sha1(Path(abs_file).read_bytes()).hexdigest()
+        except OSError:
+            digest = ""
+        if digest and isinstance(cached, list) and len(cached) == 2 and cached[0] == digest:
+            return list(cached[1]), cached
         try:
             _, stmts, _, _ = self._cov.analysis(abs_file)
         except Exception:  # an unparsable file has no statements we could report on
-            return []
-        return sorted(stmts)
+            return [], [digest, []]
+        lines = sorted(stmts)
+        return lines, [digest, lines]
 
     def _relative(self, abs_file: str) -> str | None:
         try:
             return Path(abs_file).resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
             return None
+
+
+def _read_cache(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # a damaged cache is only a slower refresh
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path | None, data: dict[str, Any]) -> None:
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # xdist workers write too
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # the cache is an optimisation; the map itself is complete without it
 
 
 def merge(

@@ -33,7 +33,8 @@ def omit_tests(config: pytest.Config) -> list[str]:
     """Test modules are not measured: their lines say nothing about the code under test, and
     tracing them is most of coverage's cost on a large suite."""
     patterns = [str(p) for p in config.getini("python_files")] + ["conftest.py"]
-    return [f"*/{p}" for p in patterns]
+    # Nor is this plugin, which runs around every test (it matters when it tests itself).
+    return [f"*/{p}" for p in patterns] + [str(Path(__file__).parent / "*")]
 
 
 def uses_xdist(config: pytest.Config) -> bool:
@@ -107,6 +108,10 @@ class Controller:
             probe.root, probe.commit, probe.dirty, probe.env_key, ctx.trace_id, ctx.span_id
         )
 
+    @property
+    def statements_cache(self) -> Path:
+        return self.settings.store.parent / "coverage-statements.json"
+
     def _coverage_due(self) -> bool:
         mode = self.settings.coverage
         if mode == "never":
@@ -164,6 +169,7 @@ class Controller:
         node.workerinput["selfheal_coverage"] = self.collect_coverage
         node.workerinput["selfheal_coverage_root"] = str(self.root)
         node.workerinput["selfheal_coverage_omit"] = omit_tests(self.config)
+        node.workerinput["selfheal_coverage_cache"] = str(self.statements_cache)
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         data = getattr(node, "workeroutput", {}).get("selfheal_coverage")
@@ -187,7 +193,7 @@ class Controller:
         from agent.coverage_map import Collector
 
         try:
-            return Collector(self.root, omit_tests(self.config))
+            return Collector(self.root, omit_tests(self.config), self.statements_cache)
         except Exception as exc:  # coverage.py refused (e.g. another tracer): record without it
             self.warn(f"per-test coverage unavailable: {exc}")
             return None

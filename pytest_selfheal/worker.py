@@ -25,6 +25,7 @@ class WorkerSide:
                 collector = Collector(
                     Path(workerinput["selfheal_coverage_root"]),
                     workerinput.get("selfheal_coverage_omit", ()),
+                    Path(workerinput["selfheal_coverage_cache"]),
                 )
             except Exception:  # the controller warns once for all workers
                 collector = None

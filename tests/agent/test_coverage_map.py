@@ -52,3 +52,14 @@ def test_auto_refreshes_only_when_python_changed(
         assert not coverage_map.map_is_due(store, repo, commit, False)
         (repo / "app.py").write_text("x = 2\n")
         assert coverage_map.map_is_due(store, repo, commit, True)
+
+
+def test_statements_are_reused_while_a_file_is_unchanged(tmp_path: Path) -> None:
+    source = tmp_path / "mod.py"
+    source.write_text("x = 1\nif x:\n    y = 2\n")
+    collector = coverage_map.Collector(tmp_path, cache=tmp_path / "cache.json")
+    lines, entry = collector._statements(str(source), None)
+    assert lines == [1, 2, 3]
+    assert collector._statements(str(source), [entry[0], [7]])[0] == [7]  # same content: cached
+    source.write_text("x = 1\n")
+    assert collector._statements(str(source), entry)[0] == [1]  # changed: parsed again
