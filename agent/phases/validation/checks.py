@@ -149,6 +149,20 @@ def in_test_coverage(
     return then, now
 
 
+def import_time_changes(
+    after: Mapping[str, FileCoverage], changed: Mapping[str, Collection[int]]
+) -> bool:
+    """Whether a changed line ran, but only at import time (a decorator, a def line, a
+    module-level statement): lines-run-inside-tests figures cannot judge such a patch."""
+    for name, lines in changed.items():
+        fc = after.get(name)
+        if fc is None or fc.in_tests is None:
+            continue
+        if (fc.covered - fc.in_tests) & set(lines):
+            return True
+    return False
+
+
 def patched_lines(patch: CheckedPatch) -> dict[str, tuple[int, ...]]:
     return {f.path: f.added for f in patch.files if f.path and f.added}
 

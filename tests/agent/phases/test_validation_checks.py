@@ -147,3 +147,11 @@ def test_repeats_judge_only_the_anomalys_own_tests() -> None:
     run = _outcome(*[("t", "passed")] * 3, ("other", "failed"), exitstatus=1)
     assert checks.check_repeats(run, ["t"], 3).passed
     assert not checks.check_run("tests", run).passed
+
+
+def test_import_time_changes_are_told_apart_from_in_test_lines() -> None:
+    # Line 3 (a decorator) ran at import only; line 5 ran inside a test; line 7 never ran.
+    cov = {"pkg/m.py": FileCoverage(frozenset({3, 5, 7}), frozenset({7}), frozenset({5}))}
+    assert checks.import_time_changes(cov, {"pkg/m.py": (3,)})
+    assert not checks.import_time_changes(cov, {"pkg/m.py": (5, 7)})
+    assert not checks.import_time_changes(cov, {"other.py": (3,)})

@@ -423,3 +423,12 @@ def test_affected_coverage_baseline_comes_from_the_recorded_map(
     diff = make_diff(project, {"calc/ops.py": dropped})
     result = validate(conductor, ValidationRequest(patch_of(diff, "p-drop"), failing()))
     assert "changed lines 67% covered (2/3), below 100% before" in check(result, "coverage")
+    # A decorator and an import run at import time, never inside a test: the gate measures
+    # the base commit's full coverage for such a patch instead of refusing it on the map.
+    cached = OPS.replace('"""Arithmetic."""\n', '"""Arithmetic."""\n\nimport functools\n')
+    cached = cached.replace("def add", "@functools.lru_cache\ndef add").replace("a - b", "a + b")
+    diff = make_diff(project, {"calc/ops.py": cached})
+    baton = validate_baton(conductor, ValidationRequest(patch_of(diff, "p-cache"), failing()))
+    assert baton.result is not None and baton.result.passed, baton.result.reasons
+    assert [r.stage for r in baton.runs] == ["affected", "coverage-baseline"]
+    assert baton.result.changed_lines_coverage == 1.0
