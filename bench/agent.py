@@ -12,6 +12,10 @@ Baselines measured in the same run:
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - first: bench/ off sys.path (see bench/_path.py)
+
+# isort: split
+
 import argparse
 import contextlib
 import json
@@ -22,9 +26,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-# This file is bench/agent.py: drop its directory from the path so `agent` is the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -13,6 +13,10 @@ Targets: >= 95 % of slowdowns of 1.5x or more detected; false positives <= 1 % o
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - first: bench/ off sys.path (see bench/_path.py)
+
+# isort: split
+
 import argparse
 import json
 import os

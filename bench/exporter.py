@@ -14,6 +14,10 @@ Targets: spool vs in-memory >= 0.9; ours vs the SDK's OTLP/HTTP >= 1.0. Medians 
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - first: bench/ off sys.path (see bench/_path.py)
+
+# isort: split
+
 import argparse
 import json
 import statistics
@@ -21,10 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
-
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]  # bench/agent.py
 
 MODES = ("inmemory", "selfheal-spool", "sdk-otlp", "selfheal-otlp")
 

@@ -8,6 +8,10 @@ Targets: ingest at least 1/3 of plain decoding speed, peak memory under 200 MB.
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - first: bench/ off sys.path (see bench/_path.py)
+
+# isort: split
+
 import argparse
 import json
 import random
@@ -19,12 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-# `python bench/ingest.py` puts bench/ first on sys.path, where bench/agent.py would shadow
-# the package; the checkout's root goes there instead.
-BENCH_DIR = Path(__file__).resolve().parent
-if sys.path and Path(sys.path[0] or ".").resolve() == BENCH_DIR:
-    sys.path[0] = str(BENCH_DIR.parent)
 
 SPANS_PER_LINE = 100
 SERVICES = ("checkout", "cart", "inventory", "payments")

@@ -10,6 +10,10 @@ learning.track several times and prints the median wall time per K and its ratio
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - first: bench/ off sys.path (see bench/_path.py)
+
+# isort: split
+
 import os
 import statistics
 import subprocess
@@ -17,8 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.conductor import Conductor
 from agent.config import build_config

@@ -12,6 +12,10 @@ interleaved; then a run that refreshes the per-test coverage map
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - first: bench/ off sys.path (see bench/_path.py)
+
+# isort: split
+
 import argparse
 import os
 import resource

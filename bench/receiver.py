@@ -12,6 +12,10 @@ this process's peak RSS. Targets: at least 20,000 spans/s, peak under 300 MB ove
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - first: bench/ off sys.path (see bench/_path.py)
+
+# isort: split
+
 import argparse
 import http.client
 import json
@@ -24,11 +28,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-
-# Run as a script, this directory comes first on sys.path, and bench/agent.py (another
-# benchmark) would shadow the agent package: drop it.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
 BATCH = 512
 TARGET_RATE = 20_000

@@ -12,6 +12,10 @@ and the Ochiai rank of the truly faulty line.
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - first: bench/ off sys.path (see bench/_path.py)
+
+# isort: split
+
 import argparse
 import json
 import os
@@ -25,12 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# The script's own directory holds other benchmarks (bench/agent.py): keep it off the path so
-# `agent` is the installed package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE / "repair"))
 
 from bug import Bug, Built, build, git  # noqa: E402
+
 from build import by_name  # noqa: E402
 
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]

@@ -12,6 +12,10 @@
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - first: bench/ off sys.path (see bench/_path.py)
+
+# isort: split
+
 import argparse
 import os
 import shutil
@@ -23,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from agent.conductor import Conductor  # noqa: E402
 from agent.config import load_config  # noqa: E402
