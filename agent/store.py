@@ -272,6 +272,13 @@ class Store:
             )
         return len(rows)
 
+    def insert_event_rows(self, rows: Iterable[Sequence[Any]]) -> int:
+        """Insert prepared `spans` rows (as `event_row` makes them) in one transaction."""
+        rows = rows if isinstance(rows, list) else list(rows)
+        with self.transaction() as conn:
+            conn.executemany(_INSERT_EVENT, rows)
+        return len(rows)
+
     def read_offsets(self, prefix: str = "") -> dict[str, int]:
         """Committed read offsets of telemetry sources whose name starts with `prefix`."""
         cur = self.conn.execute(
@@ -386,6 +393,9 @@ def _event_row(run_id: int, e: rec.TelemetryEvent) -> Sequence[Any]:
         e.exception_signature,
         json.dumps(rec.to_json(e)),
     )
+
+
+event_row = _event_row  # public for callers that prepare rows (Store.insert_event_rows)
 
 
 def _load(payload: str, cls: type[T]) -> T:

@@ -19,6 +19,7 @@ from agent.phases.telemetry.baton import (
 )
 from agent.phases.telemetry.normalise import normalise
 from agent.phases.telemetry.raw import RawEvent
+from agent.phases.telemetry.rows import span_rows
 from agent.phases.telemetry.sources import check_unchanged, discover, read_batch
 from agent.records import TelemetryEvent
 
@@ -114,7 +115,7 @@ def store_telemetry_database(baton: TelemetryBaton, ctx: BeatContext) -> Telemet
     )
     state = baton.state
     if baton.request.keep_raw:
-        state.stored += store.insert_events(run_id, (raw.to_event() for raw in baton.normalised))
+        state.stored += store.insert_event_rows(span_rows(run_id, baton.normalised))
     if baton.exhausted:
         if not baton.request.keep_raw:
             state.stored += store.insert_events(run_id, state.aggregator.exemplar_events())

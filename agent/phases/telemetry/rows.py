@@ -1,0 +1,121 @@
+"""Span-table rows straight from normalised events: no TelemetryEvent, no per-row dict dump.
+
+The store beat writes every span of a kept-raw ingest (the receiver's 20,000 spans/s path).
+`Store.insert_events` builds a record per span and dumps `records.to_json` of it; here the same
+payload is written out by hand: only the attributes go through the JSON encoder, every other
+string through the C string escaper. The payload decodes to exactly what `to_json` gives, so
+`Store.events` and the payload's readers (json_extract) see no difference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from agent.phases.telemetry.raw import RawEvent
+from agent.records import TelemetryEvent
+
+# encode_basestring_ascii is the C escaper json.dumps itself uses: quotes included.
+_quote = json.encoder.encode_basestring_ascii
+_ATTRS = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+# The fields this module writes out by hand; a field added to TelemetryEvent later (or changed)
+# sends rows back to the record path, so no field is ever left out of a payload.
+_HAND_FIELDS = (
+    "source",
+    "service",
+    "operation",
+    "start_ns",
+    "duration_ns",
+    "status",
+    "version",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "parent_operation",
+    "location",
+    "exception_type",
+    "exception_message",
+    "exception_stacktrace",
+    "exception_signature",
+    "attributes",
+)
+BY_HAND = tuple(f.name for f in dataclasses.fields(TelemetryEvent)) == _HAND_FIELDS
+
+Row = tuple[Any, ...]
+
+
+def span_rows(run_id: int, events: Iterable[RawEvent]) -> list[Row]:
+    """The `spans` rows (in `Store.insert_event_rows` column order) of normalised events."""
+    if not BY_HAND:
+        from agent.store import event_row
+
+        return [tuple(event_row(run_id, e.to_event())) for e in events]
+    return [_row(run_id, e) for e in events]
+
+
+def _row(run_id: int, e: RawEvent) -> Row:
+    # What RawEvent.to_event would give: a record passed through unchanged equals it too.
+    loc = e.location
+    start, duration = e.start_ns, e.duration_ns
+    if type(start) is not int or type(duration) is not int:
+        from agent.store import event_row
+
+        return tuple(event_row(run_id, e.to_event()))
+    source, status = e.source._value_, e.status._value_
+    exc = e.exception or ("", "", "")
+    payload = "".join(
+        (
+            '{"type":"TelemetryEvent","source":',
+            _quote(source),
+            ',"service":',
+            _quote(e.service),
+            ',"operation":',
+            _quote(e.operation),
+            f',"start_ns":{start},"duration_ns":{duration},"status":',
+            _quote(status),
+            ',"version":',
+            _quote(e.version),
+            ',"trace_id":',
+            _quote(e.trace_id),
+            ',"span_id":',
+            _quote(e.span_id),
+            ',"parent_span_id":',
+            _quote(e.parent_span_id),
+            ',"parent_operation":',
+            _quote(e.parent_operation),
+            ',"location":{"file":',
+            _quote(loc.file),
+            ',"function":',
+            _quote(loc.function),
+            f',"line":{int(loc.line)}}},"exception_type":',
+            _quote(exc[0]),
+            ',"exception_message":',
+            _quote(exc[1]),
+            ',"exception_stacktrace":',
+            _quote(exc[2]),
+            ',"exception_signature":',
+            _quote(e.signature),
+            ',"attributes":',
+            _ATTRS.encode(e.attributes),
+            "}",
+        )
+    )
+    return (
+        run_id,
+        source,
+        e.service,
+        e.operation,
+        e.version,
+        start,
+        duration,
+        status,
+        e.trace_id,
+        e.span_id,
+        e.parent_span_id,
+        loc.file,
+        loc.function,
+        e.signature,
+        payload,
+    )

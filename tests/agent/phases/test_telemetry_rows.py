@@ -1,0 +1,63 @@
+"""Hand-written span rows equal the record path's rows, payload included (parsed)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from agent.phases.telemetry.normalise import LinkIndex, LinkState, normalise
+from agent.phases.telemetry.raw import RawEvent
+from agent.phases.telemetry.rows import BY_HAND, span_rows
+from agent.records import CodeLocation, EventSource, SpanStatus, TelemetryEvent
+from agent.store import event_row
+
+ODD = ("plain", 'quo"te', "back\\slash", "tab\tnew\nline", "ünïcødé ✓", "\x00ctl", "")
+
+
+def _events(rng: random.Random, n: int) -> list[TelemetryEvent]:
+    out = []
+    for i in range(n):
+        failing = i % 5 == 0
+        out.append(
+            TelemetryEvent(
+                source=EventSource.SPAN if i % 7 else EventSource.TEST,
+                service=rng.choice(ODD[:5]),
+                operation=rng.choice(ODD) or "op",
+                start_ns=rng.randrange(2**62),
+                duration_ns=rng.randrange(2**40),
+                status=SpanStatus.ERROR if failing else SpanStatus.OK,
+                version=rng.choice(("", "1.0", "ü2")),
+                trace_id=f"{i // 3 + 1:032x}",
+                span_id=f"{i + 1:016x}",
+                parent_span_id=f"{i:016x}" if i % 3 else "",
+                location=CodeLocation("a.py", "m.f", 3) if i % 2 else CodeLocation(),
+                exception_type="ValueError" if failing else "",
+                exception_message=rng.choice(ODD) if failing else "",
+                exception_stacktrace='File "a.py", line 3, in f\n' if failing else "",
+                attributes={
+                    "s": rng.choice(ODD),
+                    "i": rng.randrange(-(2**63), 2**63),
+                    "f": rng.random(),
+                    "b": bool(i % 2),
+                    "code.function.name": "pkg.mod.fn",
+                    "code.file.path": "pkg/mod.py",
+                },
+            )
+        )
+    return out
+
+
+def test_rows_match_the_record_path_field_for_field() -> None:
+    assert BY_HAND  # TelemetryEvent's fields are the ones written by hand
+    events = _events(random.Random(7), 300)
+    raws = normalise(
+        [RawEvent.from_record(e) for e in events],
+        LinkState(LinkIndex(1000)),
+        final=True,
+    )
+    assert len(raws) == len(events)
+    assert any(r.parent_operation for r in raws) and any(r.signature for r in raws)
+    for got, raw in zip(span_rows(42, raws), raws, strict=True):
+        want = list(event_row(42, raw.to_event()))
+        assert list(got[:-1]) == want[:-1]
+        assert json.loads(got[-1]) == json.loads(want[-1])
