@@ -119,3 +119,58 @@ def test_budget_zero_disables_healing(make_repo) -> None:
     out = _pytest(repo, "--selfheal", "--selfheal-budget=0").stdout
     assert "error/new_failure" in out
     assert "diagnosis:" not in out and "healed" not in out
+
+
+def test_an_uncommitted_breaking_edit_is_healed_without_touching_the_checkout(make_repo) -> None:
+    repo = make_repo(
+        {"inventory.py": INVENTORY, "tests/test_inventory.py": TESTS, "conftest.py": ""}
+    )
+    for _ in range(2):
+        assert _pytest(repo, "--selfheal", "--selfheal-budget=0").returncode == 0
+    # The developer's edit is not committed; an untracked helper and a staged change too.
+    broken = INVENTORY.replace("n < threshold", "n <= threshold")
+    (repo / "inventory.py").write_text(broken, encoding="utf-8")
+    (repo / "notes.txt").write_text("scratch\n", encoding="utf-8")
+    (repo / "conftest.py").write_text("# staged\n", encoding="utf-8")
+    git(repo, "add", "conftest.py")
+    head = git(repo, "rev-parse", "HEAD")
+    state = (
+        git(repo, "status", "--porcelain"),
+        git(repo, "diff", "--cached"),
+        git(repo, "stash", "list"),
+        _own_refs(repo),
+    )
+    before = _snapshot(repo)
+    proc = _pytest(repo, "--selfheal")
+    out = proc.stdout
+    assert "uncommitted changes, snapshot" in out, out
+    found = re.search(
+        r"^healed .*: (\w+) patch .* -> (\.selfheal/patches/patch-\w+\.diff)$", out, re.MULTILINE
+    )
+    assert found, out
+    # Tree, index, stash list and refs are exactly as the developer left them.
+    assert _snapshot(repo) == before
+    assert git(repo, "rev-parse", "HEAD") == head
+    after = (
+        git(repo, "status", "--porcelain"),
+        git(repo, "diff", "--cached"),
+        git(repo, "stash", "list"),
+        _own_refs(repo),
+    )
+    assert after == state
+    # The proposal says its base was uncommitted work; the branch starts from the snapshot.
+    assert "based on uncommitted work" in out, out
+    branch = git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/selfheal/").split()
+    assert branch, out
+    log = git(repo, "log", "--format=%s", branch[0])
+    assert "selfheal: snapshot of uncommitted work" in log
+    # The patch is relative to the working tree: it applies there and makes pytest green.
+    git(repo, "apply", found.group(2))
+    assert "n < threshold" in (repo / "inventory.py").read_text(encoding="utf-8")
+    assert _pytest(repo, "-p", "no:selfheal", "-q").returncode == 0
+
+
+def _own_refs(repo: Path) -> list[str]:
+    """Every ref but the proposal branches selfheal adds."""
+    refs = git(repo, "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
+    return [r for r in refs if not r.startswith("refs/heads/selfheal/")]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import git
+from agent import git, snapshot
 from agent.conductor import BeatContext
 from agent.config import DEPLOY_MODES
 from agent.errors import ConfigError, GitError
@@ -170,6 +170,7 @@ def load_validation_results(baton: DeployBaton, ctx: BeatContext) -> DeployBaton
         dirty=git.is_dirty(repo),
         target_moved=bool(target_now) and target_now != validated_at and req.revalidate is None,
         duplicate_of=gitops.same_proposal(repo, proposals, patch.diff),
+        uncommitted_base=bool(snapshot.snapshot_parent(repo, patch.base_commit)),
     )
     return dataclasses.replace(
         baton,
@@ -241,11 +242,17 @@ def apply_changes(baton: DeployBaton, ctx: BeatContext) -> DeployBaton:
     if not _proposing(baton):
         _save(baton, ctx.store)
         return baton
-    assert baton.patch and baton.validation
+    assert baton.patch
     patch_file = write_patch_file(ctx.config.root, baton.patch)
     sha = baton.branch_commit
+    baton = _uncommitted_note(baton, ctx, patch_file)
+    assert baton.patch and baton.validation
     if not sha:
         text = message.commit_message(baton.patch, baton.validation, baton.anomaly, baton.diagnosis)
+        if baton.facts and baton.facts.uncommitted_base:
+            # One more trailer, in the same block as the others.
+            base = f"Selfheal-Base: uncommitted work, snapshot {baton.patch.base_commit}"
+            text = text.rstrip("\n") + f"\n{base}\n"
         try:
             sha = gitops.commit_patch(
                 baton.repo, baton.branch, baton.patch.base_commit, baton.patch.diff, text
@@ -262,12 +269,32 @@ def apply_changes(baton: DeployBaton, ctx: BeatContext) -> DeployBaton:
     return done
 
 
+def _uncommitted_note(baton: DeployBaton, ctx: BeatContext, patch_file: Path) -> DeployBaton:
+    """Say plainly when the base was uncommitted work: the branch then starts with a snapshot
+    commit of the developer's changes, and the .diff (relative to their tree) is what to apply."""
+    if not (baton.facts and baton.facts.uncommitted_base and baton.patch):
+        return baton
+    base = baton.patch.base_commit
+    head = snapshot.snapshot_parent(baton.repo, base)
+    note = (
+        f"based on uncommitted work: {baton.branch} starts from snapshot {base[:12]} of the "
+        f"working tree on HEAD {head[:12]}; apply {patch_file.name} to the working tree"
+    )
+    ctx.progress(f"selfheal: {note}")
+    return dataclasses.replace(baton, reasons=(*baton.reasons, note))
+
+
 # 6 -------------------------------------------------------------------------------------
 @HANDLERS.beat("createPullRequest", "stage-crew")
 def create_pull_request(baton: DeployBaton, ctx: BeatContext) -> DeployBaton:
     """In `pr` mode: push the branch and open a PR/MR whose body is the evidence."""
     if baton.mode != "pr" or not baton.branch_commit:
         return baton
+    if baton.facts and baton.facts.uncommitted_base:
+        # Pushing would publish the developer's uncommitted changes along with the fix.
+        refused = baton.refuse("pull request not opened: the patch is based on uncommitted work")
+        _save(refused, ctx.store)
+        return refused
     assert baton.patch and baton.validation
     remote = ctx.config.deploy_remote
     spec = PullRequestSpec(

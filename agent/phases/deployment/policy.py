@@ -19,6 +19,7 @@ class Facts:
     dirty: bool
     target_moved: bool
     duplicate_of: str = ""  # an open proposal branch that already makes this exact change
+    uncommitted_base: bool = False  # the patch was made on a snapshot of uncommitted work
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ def merge_refusals(patch: Patch, facts: Facts, config: Config) -> list[str]:
         reasons.append("already merged one patch in this run (at most one merge per run)")
     if facts.dirty:
         reasons.append("the working tree has uncommitted changes")
+    if facts.uncommitted_base:
+        reasons.append("the patch is based on uncommitted work, not on a commit of the target")
     if facts.target_moved:
         reasons.append("the target branch moved since validation")
     if not config.ci_command:

@@ -9,11 +9,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import git
+from agent import git, snapshot
 from agent.conductor import BeatContext
 from agent.errors import GitError
 from agent.handlers import HandlerSet
 from agent.phases.diagnosis import analysis, codebase
+from agent.phases.diagnosis.bisect import Verdict
 from agent.phases.diagnosis.codebase import CodebaseInfo
 from agent.phases.diagnosis.ochiai import RankedLine
 from agent.phases.diagnosis.recommend import Learned, recommend
@@ -86,16 +87,50 @@ def load_codebase_info(baton: DiagnosisBaton, ctx: BeatContext) -> DiagnosisBato
     repo = git.toplevel(ctx.config.root)
     if repo is None:
         raise GitError(f"{ctx.config.root}: not a git repository; diagnosis needs one")
-    head = git.head_commit(repo)
-    if not head:
-        raise GitError(f"{repo}: the repository has no commits yet")
+    # Uncommitted edits are what the developer runs: a snapshot commit of them (parent HEAD)
+    # is the base of diagnosis, fixes and the gate, so patches apply to the working tree.
+    state = snapshot.working_state(repo)
+    head = state.commit
+    if state.uncommitted:
+        ctx.progress(f"diagnosis: uncommitted changes, snapshot {head[:12]} on HEAD")
     with codebase.scratch_worktree(repo, head, "diagnosis") as wt:
-        info = _collect(repo, wt, head, anomaly, ctx)
+        info = _collect(repo, wt, head, anomaly, ctx, state=state)
     return dataclasses.replace(baton, codebase=info, notes=baton.notes + info.notes)
 
 
-def _collect(repo: Path, wt: Path, head: str, anomaly: Anomaly, ctx: BeatContext) -> CodebaseInfo:
+def _baseline(
+    wt: Path, anomaly: Anomaly, state: snapshot.WorkingState, ctx: BeatContext
+) -> tuple[str, str]:
+    """The anomaly's baseline commit; without one, HEAD when the anomaly's tests pass there
+    (the failure then comes from the uncommitted changes). Also a note on what was decided."""
+    if anomaly.baseline_commit or not state.uncommitted or not anomaly.tests:
+        return anomaly.baseline_commit, ""
+    timeout = max(5.0, min(60.0, ctx.remaining() / 6))
+    codebase.checkout(wt, state.head)
+    try:
+        verdict = codebase.failure_check(wt, anomaly.tests, timeout, 1)
+    finally:
+        codebase.checkout(wt, state.commit)
+    if verdict is Verdict.GOOD:
+        return state.head, "the anomaly's tests pass at HEAD: the uncommitted changes broke them"
+    return "", ""
+
+
+def _collect(
+    repo: Path,
+    wt: Path,
+    head: str,
+    anomaly: Anomaly,
+    ctx: BeatContext,
+    *,
+    state: snapshot.WorkingState,
+) -> CodebaseInfo:
     notes: list[str] = []
+    if state.uncommitted:
+        notes.append(f"diagnosed the uncommitted working state (snapshot {head[:12]} on HEAD)")
+    baseline, why = _baseline(wt, anomaly, state, ctx)
+    if why:
+        notes.append(why)
     ctx.progress(f"diagnosis: per-test coverage of {len(anomaly.tests)} test(s) and neighbours")
     sharing = codebase.sharing_tests(ctx.store, anomaly.tests)
     run = codebase.collect_coverage(
@@ -107,8 +142,8 @@ def _collect(repo: Path, wt: Path, head: str, anomaly: Anomaly, ctx: BeatContext
     info = CodebaseInfo(
         str(repo),
         head,
-        anomaly.baseline_commit,
-        codebase.history(repo, anomaly.baseline_commit, head),
+        baseline,
+        codebase.history(repo, baseline, head),
         run.tests,
         run.coverage,
         sources,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from agent.config import Config
 from agent.errors import BeatError
 from agent.phases.deployment import HANDLERS, DeployBaton, DeployRequest
 from agent.records import Deployment, DeploymentStatus, Patch, ValidationResult
+from agent.snapshot import working_state
 from agent.store import Store
 
 PY = sys.executable
@@ -261,6 +263,22 @@ def test_merge_refuses_on_dirty_tree(make_repo: Any, tmp_path: Path) -> None:
     baton = deliver(config(repo, deploy="merge", ci_command=CI_OK), tmp_path, patch)
     _refused_merge(baton, repo, head, "uncommitted changes")
     assert (repo / "calc.py").read_text() == BUGGY + "# wip\n"
+
+
+def test_a_patch_on_uncommitted_work_is_proposed_from_its_snapshot_never_merged(
+    make_repo: Any, tmp_path: Path
+) -> None:
+    repo = project(make_repo)
+    head = agit.head_commit(repo)
+    (repo / "notes.txt").write_text("wip\n")  # untracked: the tree is not "dirty" for git
+    state = working_state(repo)
+    patch = dataclasses.replace(make_patch(repo), base_commit=state.commit)
+    baton = deliver(config(repo, deploy="merge", ci_command=CI_OK), tmp_path, patch)
+    _refused_merge(baton, repo, head, "based on uncommitted work, not on a commit")
+    assert any(f"starts from snapshot {state.commit[:12]}" in r for r in baton.reasons)
+    log = git(repo, "log", "--format=%H %s", baton.branch).splitlines()
+    assert log[1] == f"{state.commit} selfheal: snapshot of uncommitted work"
+    assert "Selfheal-Base: uncommitted work" in git(repo, "log", "-1", "--format=%B", baton.branch)
 
 
 def test_failed_verify_reverts_the_merge(make_repo: Any, tmp_path: Path) -> None:

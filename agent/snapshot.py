@@ -1,0 +1,124 @@
+"""The developer's uncommitted work as a commit object, made without touching their checkout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent import git
+from agent.errors import GitError
+
+SNAPSHOT_SUBJECT = "selfheal: snapshot of uncommitted work"
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "pytest-selfheal",
+    "GIT_AUTHOR_EMAIL": "selfheal@localhost",
+    "GIT_COMMITTER_NAME": "pytest-selfheal",
+    "GIT_COMMITTER_EMAIL": "selfheal@localhost",
+}
+# Never part of the project even when a repository forgets to ignore them: selfheal's own
+# state, bytecode and tool caches, virtual environments.
+_EXCLUDE = (
+    ":(exclude,top).selfheal",
+    ":(exclude,glob)**/__pycache__/**",
+    ":(exclude,glob)**/*.py[co]",
+    ":(exclude,glob)**/.pytest_cache/**",
+    ":(exclude,glob)**/.mypy_cache/**",
+    ":(exclude,glob)**/.ruff_cache/**",
+    ":(exclude,glob)**/*.egg-info/**",
+    ":(exclude,top).venv",
+    ":(exclude,top)venv",
+    ":(exclude,top).tox",
+)
+
+
+@dataclass(frozen=True)
+class WorkingState:
+    """`commit` is what the working tree holds: HEAD itself, or a snapshot whose parent is HEAD."""
+
+    commit: str
+    head: str
+
+    @property
+    def uncommitted(self) -> bool:
+        return self.commit != self.head
+
+
+def working_state(repo: Path) -> WorkingState:
+    """HEAD when the tree matches it; otherwise a commit of the tree as it is on disk.
+
+    The snapshot is built in a temporary index (a copy of the real one, so git's stat cache
+    spares rehashing unchanged files) with `git add -A` (untracked files too, ignored ones not),
+    `write-tree` and `commit-tree`: the checkout, its index, stash list and branches stay as they
+    were; only unreferenced objects are added. Dates are HEAD's, so the same working state always
+    gives the same snapshot sha (and the caches keyed by commit keep working)."""
+    head = git.head_commit(repo)
+    if not head:
+        raise GitError(f"{repo}: the repository has no commits yet")
+    tree = _working_tree(repo)
+    if tree == git.run_git(repo, "rev-parse", f"{head}^{{tree}}").strip():
+        return WorkingState(head, head)
+    date = git.run_git(repo, "show", "-s", "--format=%cI", head).strip()
+    commit = _commit_tree(repo, tree, head, date)
+    return WorkingState(commit, head)
+
+
+def _working_tree(repo: Path) -> str:
+    index = Path(git.run_git(repo, "rev-parse", "--path-format=absolute", "--git-path", "index"))
+    with tempfile.TemporaryDirectory(prefix="selfheal-index-") as tmp:
+        temp_index = Path(tmp) / "index"
+        if index.exists():
+            shutil.copyfile(index, temp_index)
+        env = {"GIT_INDEX_FILE": str(temp_index)}
+        if not index.exists():
+            _git_env(repo, env, "read-tree", "HEAD")
+        _git_env(repo, env, "add", "-A", "--", ".", *_EXCLUDE)
+        return _git_env(repo, env, "write-tree").strip()
+
+
+def _commit_tree(repo: Path, tree: str, parent: str, date: str) -> str:
+    env = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
+    return _git_env(
+        repo, env, "commit-tree", tree, "-p", parent, "-m", SNAPSHOT_SUBJECT, identity=True
+    ).strip()
+
+
+def _git_env(repo: Path, env: dict[str, str], *args: str, identity: bool = False) -> str:
+    """git with extra environment variables, for this call only (never os.environ: validation
+    runs git on other threads, which must not see the temporary index)."""
+    full = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **env}
+    if identity:
+        full = {**_IDENTITY, **full}
+    try:
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            env=full,
+            timeout=300,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise GitError(f"git {' '.join(args)} in {repo}: {exc}") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise GitError(f"git {' '.join(args)} failed in {repo}: {detail[-1] if detail else ''}")
+    return proc.stdout
+
+
+def snapshot_parent(repo: Path, commit: str) -> str:
+    """The HEAD a selfheal snapshot was taken on, or '' when `commit` is an ordinary commit."""
+    if not commit:
+        return ""
+    try:
+        out = git.run_git(repo, "show", "-s", "--format=%P%n%s", commit)
+    except GitError:
+        return ""
+    parents, _, subject = out.strip().partition("\n")
+    if subject != SNAPSHOT_SUBJECT or len(parents.split()) != 1:
+        return ""
+    return parents.strip()
