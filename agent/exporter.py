@@ -23,12 +23,12 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from agent import otlp
-from agent.otel import span_to_event
+from agent.otel import resource_names, span_to_event
 from agent.records import TelemetryEvent
 
 if TYPE_CHECKING:
@@ -99,9 +99,13 @@ class SelfHealSpanExporter(SpanExporter):
             self.stats.dropped += len(spans)
             return SpanExportResult.FAILURE
         try:
-            events = self._convert(spans)
-            with self._lock:
-                delivered = self._deliver(events)
+            if self._spool_only():
+                with self._lock:
+                    delivered = self._spool_spans(spans)
+            else:
+                events = self._convert(spans)
+                with self._lock:
+                    delivered = self._deliver(events)
         except Exception:  # the app must never see our trouble
             log.exception("selfheal exporter: export failed")
             self.stats.dropped += len(spans)
@@ -136,6 +140,42 @@ class SelfHealSpanExporter(SpanExporter):
                 log.debug("selfheal exporter: span %r not converted", span, exc_info=True)
                 self.stats.dropped += 1
         return events
+
+    def _spool_only(self) -> bool:
+        """No endpoint to try now: spans go to the spool as batch lines, never as records."""
+        if self.spool_dir is None:
+            return False
+        return self._url is None or time.monotonic() < self._skip_endpoint_until
+
+    def _spool_spans(self, spans: Sequence[ReadableSpan]) -> bool:
+        """The spool's batch lines straight from the SDK spans: one encoder call per group."""
+        if self._spool_size() >= self.spool_max_bytes:
+            self.stats.dropped += len(spans)
+            return False
+        groups, odd = batch_rows(spans)
+        writer = self._spool_writer()
+        written = stored = 0
+        try:
+            for (service, version), rows in groups.items():
+                try:
+                    written += writer.write_batch(service, version, rows)
+                except (TypeError, ValueError):  # a value JSON cannot hold: the record path
+                    odd.extend(spans_of(spans, service, version))
+                    continue
+                stored += len(rows)
+            if odd:
+                events = self._convert(odd)
+                written += writer.write(events)
+                stored += len(events)
+        except OSError:
+            log.warning("selfheal exporter: cannot write the spool", exc_info=True)
+            self.stats.failures += 1
+            self.stats.dropped += len(spans) - stored
+            return False
+        self._spool_bytes += written
+        self.stats.spooled += stored
+        self.stats.exported += stored
+        return True
 
     def _deliver(self, events: list[TelemetryEvent]) -> bool:
         if not events:
@@ -251,6 +291,74 @@ class SelfHealSpanExporter(SpanExporter):
                 log.warning("selfheal exporter: spool flush failed", exc_info=True)
             self._writer.close()
             self._writer = None
+
+
+_STATUS_CODES: list[object] = []  # StatusCode.OK, StatusCode.ERROR
+Group = tuple[str, str]
+
+
+def batch_rows(spans: Sequence[ReadableSpan]) -> tuple[dict[Group, list[list[object]]], list[Any]]:
+    """Spool batch rows (`spool.BATCH_FIELDS`) per (service, version), and the spans that are
+    not plain SDK spans (they take the record path). The per-span work is field reads only."""
+    if not _STATUS_CODES:
+        from opentelemetry.trace import StatusCode
+
+        _STATUS_CODES.extend((StatusCode.OK, StatusCode.ERROR))
+    groups: dict[Group, list[list[object]]] = {}
+    odd: list[Any] = []
+    resource: object = _NOTHING
+    rows: list[list[object]] = []
+    for span in spans:
+        try:
+            if span.resource is not resource:
+                resource = span.resource
+                rows = groups.setdefault(resource_names(resource), [])
+            ctx, parent = span.context, span.parent
+            attrs = span._attributes._dict  # type: ignore[union-attr]  # the SDK's own dict
+            events = span._events  # .events would copy it into a tuple, per span
+            exc = _exception(events) if len(events) else 0
+            start = span.start_time or 0
+            rows.append(
+                [
+                    span.name,
+                    start,
+                    span.end_time or start,
+                    _status_code(span.status.status_code),
+                    ctx.trace_id,
+                    ctx.span_id,
+                    parent.span_id if parent is not None else 0,
+                    attrs,
+                    exc,
+                ]
+            )
+        except (AttributeError, KeyError, TypeError):
+            odd.append(span)
+    return groups, odd
+
+
+_NOTHING = object()
+
+
+def _status_code(code: object) -> int:
+    # Identity checks: StatusCode hashing goes through Enum.__hash__, a Python-level call.
+    return 2 if code is _STATUS_CODES[1] else 1 if code is _STATUS_CODES[0] else 0
+
+
+def _exception(events: Sequence[Any]) -> list[str] | int:
+    found: list[str] | int = 0
+    for event in events:  # the last exception event wins, as in otel.span_to_event
+        if event.name == "exception":
+            ev = event.attributes or {}
+            found = [
+                str(ev.get("exception.type", "")),
+                str(ev.get("exception.message", "")),
+                str(ev.get("exception.stacktrace", "")),
+            ]
+    return found
+
+
+def spans_of(spans: Sequence[ReadableSpan], service: str, version: str) -> list[ReadableSpan]:
+    return [s for s in spans if resource_names(s.resource) == (service, version)]
 
 
 def _default_spool() -> Path:

@@ -156,6 +156,9 @@ def _resource_names(resource: Any) -> tuple[str, str]:
     return names
 
 
+resource_names = _resource_names  # (service.name, service.version) of an SDK Resource
+
+
 def _status(code: Any) -> SpanStatus:
     # Identity checks: StatusCode hashing goes through Enum.__hash__, a Python-level call.
     if not _STATUS:

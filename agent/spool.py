@@ -1,11 +1,14 @@
-"""The spool: append-only segments of JSON lines, one TelemetryEvent each, read by offset.
+"""The spool: append-only segments of JSON lines (events or span batches), read by offset.
 
 Layout: `<dir>/<created_ns:019d>-<pid>-<n:04d>.jsonl`, one writer process per file, so files
 sort by creation time and no two processes ever append to the same file. The first line of a
-segment is a header `{"type": "SpoolHeader", "version": 1, "pid": ..., "created_ns": ...}`;
-every other line is `records.to_json(TelemetryEvent)` followed by `\n`. A line is written
-with a single `write` of the complete line, so a crash can leave at most one torn line at the
-end of a segment; readers consume complete lines only and skip (and count) what does not decode.
+segment is a header `{"type": "SpoolHeader", "version": 2, "pid": ..., "created_ns": ...}`;
+every other line is either `records.to_json(TelemetryEvent)` (version 1 and 2) or, from
+version 2, a span batch: `{"type":"SpanBatch","service":S,"version":V,"spans":[ROW, ...]}`
+with one positional row per span (`BATCH_FIELDS`), which the exporter writes in one encoder
+call per export instead of one record per span. A line is written with a single `write` of
+the complete line, so a crash can leave at most one torn line at the end of a segment; readers
+consume complete lines only and skip (and count) what does not decode.
 """
 
 from __future__ import annotations
@@ -14,14 +17,30 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent import records as rec
+from agent.otel import code_location, exception_signature, plain_attributes
 
-SPOOL_VERSION = 1
+SPOOL_VERSION = 2  # 2: span-batch lines besides event lines (readers take both)
 HEADER_TYPE = "SpoolHeader"
+BATCH_TYPE = "SpanBatch"
+# A span-batch row: name, start ns, end ns, status (0 unset, 1 ok, 2 error), trace id, span id
+# and parent span id as integers (0: none), attributes, exception [type, message, stack] or 0.
+BATCH_FIELDS = (
+    "name",
+    "start_ns",
+    "end_ns",
+    "status",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "attributes",
+    "exception",
+)
+_BATCH_STATUS = (rec.SpanStatus.UNSET, rec.SpanStatus.OK, rec.SpanStatus.ERROR)
 SEGMENT_SUFFIX = ".jsonl"
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 _SERIALS = itertools.count(1)
@@ -72,11 +91,20 @@ class SpoolWriter:
 
     def write(self, events: Iterable[rec.TelemetryEvent]) -> int:
         """Append events, one line each; returns the bytes written."""
+        return self.write_lines((_COMPACT.encode(rec.to_json(e)) + "\n").encode() for e in events)
+
+    def write_batch(self, service: str, version: str, rows: Sequence[Sequence[object]]) -> int:
+        """Append one span-batch line (rows as `BATCH_FIELDS`); returns the bytes written.
+
+        Raises TypeError or ValueError when a row holds what JSON cannot encode."""
+        return self.write_lines([encode_batch(service, version, rows)])
+
+    def write_lines(self, lines: Iterable[bytes]) -> int:
+        """Append complete lines (each ending in a newline); returns the bytes written."""
         written = 0
         pending: list[bytes] = []  # complete lines bound for the current segment
         pending_size = 0
-        for event in events:
-            line = (_COMPACT.encode(rec.to_json(event)) + "\n").encode()
+        for line in lines:
             if self._fd is None or self._size + pending_size + len(line) > self.max_bytes:
                 self._write_all(b"".join(pending))
                 pending, pending_size = [], 0
@@ -130,6 +158,12 @@ class SpoolWriter:
         self._size += len(data)
 
 
+def encode_batch(service: str, version: str, rows: Sequence[Sequence[object]]) -> bytes:
+    """One span-batch line, newline included."""
+    body = {"type": BATCH_TYPE, "service": service, "version": version, "spans": rows}
+    return (_COMPACT.encode(body) + "\n").encode()
+
+
 @dataclass(frozen=True)
 class SegmentRead:
     """What one read of a segment found; `offset` is where the next read starts."""
@@ -150,10 +184,10 @@ def read_segment(path: Path, offset: int = 0, max_events: int | None = None) -> 
             if not line.endswith(b"\n"):
                 return SegmentRead(tuple(events), offset, malformed, len(line))
             offset += len(line)
-            event, bad = decode_line(line)
+            found, bad = decode_line_events(line)
             malformed += bad
-            if event is not None:
-                events.append(event)
+            if found:
+                events.extend(found)
                 if max_events is not None and len(events) >= max_events:
                     break
     return SegmentRead(tuple(events), offset, malformed, 0)
@@ -170,6 +204,76 @@ def decode_line(line: bytes) -> tuple[rec.TelemetryEvent | None, int]:
     if is_header(obj):
         return None, 0
     return decode_event(obj)
+
+
+def decode_line_events(line: bytes) -> tuple[list[rec.TelemetryEvent], int]:
+    """The events of one spool line of either kind, and how many spans (or lines) were bad."""
+    if not line.strip():
+        return [], 0
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return [], 1
+    if isinstance(obj, dict) and obj.get("type") == BATCH_TYPE:
+        return decode_batch(obj)
+    if is_header(obj):
+        return [], 0
+    event, bad = decode_event(obj)
+    return ([event] if event is not None else []), bad
+
+
+def decode_batch(obj: dict[str, object]) -> tuple[list[rec.TelemetryEvent], int]:
+    """A span-batch line's events, as `otel.span_to_event` makes them; bad rows are counted."""
+    service, version, rows = obj.get("service"), obj.get("version", ""), obj.get("spans")
+    if type(service) is not str or type(version) is not str or type(rows) is not list:
+        return [], 1
+    events: list[rec.TelemetryEvent] = []
+    bad = 0
+    for row in rows:
+        try:
+            events.append(_batch_event(service, version, row))
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+            bad += 1
+    return events, bad
+
+
+def _batch_event(service: str, version: str, row: list[object]) -> rec.TelemetryEvent:
+    name, start, end, status, trace_id, span_id, parent_id, attrs, exc = row
+    if type(name) is not str or type(start) is not int or type(end) is not int:
+        raise TypeError("span-batch row: name, start and end must be a string and integers")
+    if type(status) is not int or not isinstance(attrs, dict):
+        raise TypeError("span-batch row: bad status or attributes")
+    trace, span, parent = _id(trace_id, 32), _id(span_id, 16), _id(parent_id, 16)
+    location = code_location(attrs)
+    exc_type = exc_message = exc_stack = ""
+    if exc:
+        if not isinstance(exc, list):
+            raise TypeError("span-batch row: exception must be [type, message, stack] or 0")
+        exc_type, exc_message, exc_stack = (str(x) for x in exc)
+    return rec.TelemetryEvent(
+        source=rec.EventSource.SPAN,
+        service=service,
+        version=version,
+        operation=name,
+        start_ns=start,
+        duration_ns=max(0, end - start),
+        status=_BATCH_STATUS[status],
+        trace_id=trace,
+        span_id=span,
+        parent_span_id=parent,
+        location=location,
+        exception_type=exc_type,
+        exception_message=exc_message,
+        exception_stacktrace=exc_stack,
+        exception_signature=exception_signature(exc_type, exc_stack, location) if exc_type else "",
+        attributes=plain_attributes(attrs),
+    )
+
+
+def _id(value: object, width: int) -> str:
+    if type(value) is not int or value < 0 or value >= 1 << (4 * width):
+        raise ValueError(f"span-batch row: bad id {value!r}")
+    return f"{value:0{width}x}" if value else ""
 
 
 def decode_event(obj: object) -> tuple[rec.TelemetryEvent | None, int]:

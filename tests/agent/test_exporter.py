@@ -169,3 +169,64 @@ def test_selfheal_endpoint_env_sends_straight_to_the_agent(tmp_path: Path) -> No
     errors = [e for e in got if e.exception_type]
     assert {e.exception_type for e in errors} == {"ValueError"}
     assert all("price" in e.exception_signature for e in errors)
+
+
+def test_spool_batch_lines_read_back_as_span_to_event_makes_them(tmp_path: Path) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
+
+    from agent.otel import span_to_event
+
+    memory = InMemorySpanExporter()
+    finished = []
+    for name, version in (("shop", "A"), ("cart", "")):
+        attrs = {"service.name": name} | ({"service.version": version} if version else {})
+        provider = TracerProvider(resource=Resource.create(attrs))
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        tracer = provider.get_tracer("t")
+        with tracer.start_as_current_span("GET /pay", attributes={"code.function": "pay"}):
+            with tracer.start_as_current_span("charge ✓", attributes={"tags": ("a", "b")}) as s:
+                s.set_attribute("ratio", 0.5)
+                s.record_exception(ValueError('bad "card"'))
+                s.set_status(Status(StatusCode.ERROR))
+            with tracer.start_as_current_span("ok") as s:
+                s.set_status(Status(StatusCode.OK))
+        finished.extend(memory.get_finished_spans())
+        memory.clear()
+    exporter = SelfHealSpanExporter(spool_dir=tmp_path)
+    assert exporter.export(finished) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    lines = spool.segments(tmp_path)[0].read_bytes().splitlines()
+    assert [line.count(b'"SpanBatch"') for line in lines[1:]] == [1, 1]  # one line per service
+    got = _spooled(tmp_path)
+    want = [span_to_event(s) for s in finished]
+    assert got == want
+    assert [e.exception_message for e in got if e.exception_signature] == ['bad "card"'] * 2
+    assert {e.attributes.get("tags") for e in got} == {"a,b", None}
+    assert exporter.stats.exported == len(finished) == 6
+
+
+def test_bad_batch_rows_are_counted_and_event_lines_still_read(tmp_path: Path) -> None:
+    good = [
+        "op",
+        10,
+        25,
+        2,
+        1,
+        2,
+        0,
+        {"code.function.name": "m.f"},
+        ["E", "boom", ""],
+    ]
+    with spool.SpoolWriter(tmp_path) as writer:
+        writer.write_batch("svc", "1", [good, ["op", "x", 1, 0, 1, 2, 0, {}, 0], [1]])
+        writer.write([TelemetryEvent(spool.rec.EventSource.SPAN, "svc", "old", 1, 2)])
+        path = writer.path
+    assert path is not None
+    read = spool.read_segment(path)
+    assert read.malformed == 2
+    first, old = read.events
+    assert (first.operation, first.duration_ns, first.trace_id) == ("op", 15, f"{1:032x}")
+    assert first.exception_signature == "E@:m.f" and first.status.value == "error"
+    assert old.operation == "old"

@@ -8,6 +8,7 @@ from pathlib import Path
 from agent import records as rec
 from agent.spool import (
     HEADER_TYPE,
+    SPOOL_VERSION,
     SpoolWriter,
     is_segment,
     read_segment,
@@ -38,7 +39,7 @@ def test_written_events_read_back_in_order(tmp_path: Path) -> None:
         path = writer.path
     assert path is not None and segments(directory) == [path] and is_segment(path)
     header = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
-    assert header["type"] == HEADER_TYPE and header["version"] == 1
+    assert header["type"] == HEADER_TYPE and header["version"] == SPOOL_VERSION
     read = read_segment(path)
     assert list(read.events) == [event(i) for i in range(20)]
     assert read.offset == path.stat().st_size and read.malformed == 0

@@ -220,6 +220,10 @@ class LineParser:
             counts.malformed += bad
             if event is not None:
                 out.append(RawEvent.from_record(event))
+        elif obj.get("type") == spool.BATCH_TYPE:
+            events, bad = spool.decode_batch(obj)  # bad spans of the batch, not lines
+            counts.malformed += bad
+            out.extend(RawEvent.from_record(e) for e in events)
         elif spool.is_header(obj):
             return
         elif "resourceLogs" in obj or "resourceMetrics" in obj or "resourceProfiles" in obj:

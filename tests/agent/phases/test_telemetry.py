@@ -200,6 +200,27 @@ def test_spool_segments_and_in_memory_events(
         assert store.events(out.run_id) == [test_event, *events]
 
 
+def test_spool_span_batches_are_read_beside_event_lines(
+    conductor: Conductor, config: Config, tmp_path: Path
+) -> None:
+    rows = [
+        ["GET /a", 10, 40, 0, 7, 1, 0, {"code.function.name": "m.a"}, 0],
+        ["db", 12, 20, 2, 7, 2, 1, {}, ["KeyError", "k", ""]],
+        ["bad", "not a time", 1, 0, 7, 3, 0, {}, 0],
+    ]
+    old = TelemetryEvent(EventSource.SPAN, "svc", "old", 50, 5, span_id=f"{9:016x}")
+    with SpoolWriter(tmp_path / "spool") as writer:
+        writer.write_batch("svc", "2", rows)
+        writer.write([old])
+    out = ingest(conductor, TelemetryRequest(sources=(tmp_path / "spool",), keep_raw=True))
+    assert out.events == 3 and out.malformed_total == 1
+    assert metric(out, "svc", "db").error_count == 1
+    with Store.open(config.store) as store:
+        stored = {e.operation: e for e in store.events(out.run_id)}
+    assert stored["db"].parent_operation == "GET /a" and stored["db"].version == "2"
+    assert stored["GET /a"].location.function == "m.a" and stored["old"] == old
+
+
 def test_operation_limit_folds_the_rest_into_other(conductor: Conductor, tmp_path: Path) -> None:
     spans = [span(f"GET /item/{n}", n + 1, n + 1) for n in range(12)]
     path = write_lines(tmp_path / "t.jsonl", request("api", spans))
