@@ -20,18 +20,19 @@ _IDENTITY = {
     "GIT_COMMITTER_EMAIL": "selfheal@localhost",
 }
 # Never part of the project even when a repository forgets to ignore them: selfheal's own
-# state, bytecode and tool caches, virtual environments.
-_EXCLUDE = (
-    ":(exclude,top).selfheal",
-    ":(exclude,glob)**/__pycache__/**",
-    ":(exclude,glob)**/*.py[co]",
-    ":(exclude,glob)**/.pytest_cache/**",
-    ":(exclude,glob)**/.mypy_cache/**",
-    ":(exclude,glob)**/.ruff_cache/**",
-    ":(exclude,glob)**/*.egg-info/**",
-    ":(exclude,top).venv",
-    ":(exclude,top)venv",
-    ":(exclude,top).tox",
+# state, bytecode and tool caches, virtual environments. Given to git as extra ignore rules
+# (an exclude pathspec would make `git add` fail on paths .gitignore already ignores).
+_IGNORE = (
+    "/.selfheal/",
+    "__pycache__/",
+    "*.py[co]",
+    ".pytest_cache/",
+    ".mypy_cache/",
+    ".ruff_cache/",
+    "*.egg-info/",
+    "/.venv/",
+    "/venv/",
+    "/.tox/",
 )
 
 
@@ -75,8 +76,21 @@ def _working_tree(repo: Path) -> str:
         env = {"GIT_INDEX_FILE": str(temp_index)}
         if not index.exists():
             _git_env(repo, env, "read-tree", "HEAD")
-        _git_env(repo, env, "add", "-A", "--", ".", *_EXCLUDE)
+        ignore = Path(tmp) / "ignore"
+        ignore.write_text(_global_excludes(repo) + "\n".join(_IGNORE) + "\n", encoding="utf-8")
+        _git_env(repo, env, "-c", f"core.excludesFile={ignore}", "add", "-A", "--", ".")
         return _git_env(repo, env, "write-tree").strip()
+
+
+def _global_excludes(repo: Path) -> str:
+    """The user's own global ignore rules, which core.excludesFile above would replace."""
+    configured = git.run_git(repo, "config", "--path", "core.excludesFile", check=False).strip()
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    path = Path(configured) if configured else Path(xdg) / "git" / "ignore"
+    try:
+        return path.read_text(encoding="utf-8", errors="replace") + "\n"
+    except OSError:
+        return ""
 
 
 def _commit_tree(repo: Path, tree: str, parent: str, date: str) -> str:

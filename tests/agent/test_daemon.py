@@ -110,6 +110,18 @@ def test_start_edit_status_stop_as_a_new_user(project: Path) -> None:
     log = (project / ".selfheal/agent.log").read_text()
     assert "1 changed file(s): shop/prices.py" in log
     assert "running 2 test(s) for 1 changed file(s)" in log  # from the coverage map
+    # The saved edit is not committed: it is healed all the same, relative to the working tree.
+    patches = project / ".selfheal/patches"
+    first = wait_for(
+        lambda: [
+            p
+            for p in patches.glob("*.diff")
+            if "+    return price * (100 - percent)" in p.read_text()
+        ],
+        240,
+        "a validated patch for the uncommitted edit",
+    )
+    assert isinstance(first, list)
 
     # Undo it, then check out the colleague's commit: healed into a validated patch and a
     # proposal branch, while the working tree stays as the developer left it.
@@ -119,10 +131,19 @@ def test_start_edit_status_stop_as_a_new_user(project: Path) -> None:
     git(project, "checkout", "-q", "colleague")
     payload = _anomaly_since(db, saved)
     assert "test_total" in str(payload["subject"])
-    patches = project / ".selfheal/patches"
-    wait_for(lambda: list(patches.glob("*.diff")), 240, "a validated patch")
+    wait_for(
+        lambda: [p for p in patches.glob("*.diff") if p not in first], 240, "a validated patch"
+    )
     branches = wait_for(
-        lambda: git(project, "branch", "--list", "selfheal/*").split(), 60, "a proposal branch"
+        lambda: [
+            b
+            for b in git(
+                project, "branch", "--list", "--format=%(refname:short)", "selfheal/*"
+            ).split()
+            if "test_total" in b or "total" in b
+        ],
+        60,
+        "a proposal branch",
     )
     assert isinstance(branches, list) and branches[0].startswith("selfheal/")
     assert git(project, "status", "--porcelain").strip() == ""
