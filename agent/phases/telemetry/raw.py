@@ -167,30 +167,32 @@ class RecordEvent(RawEvent):
     __slots__ = ("record",)
 
     def __init__(self, event: TelemetryEvent) -> None:
-        exception = (
+        # RawEvent.__init__'s work without the call: one of these is made per span received.
+        self.source = event.source
+        self.service = event.service
+        self.version = event.version
+        self.operation = event.operation
+        self.start_ns = event.start_ns
+        self.duration_ns = event.duration_ns
+        self.status = event.status
+        self.trace_id = event.trace_id
+        self.span_id = event.span_id
+        self.parent_span_id = event.parent_span_id
+        self._attrs = event.attributes
+        self.exception = (
             (event.exception_type, event.exception_message, event.exception_stacktrace)
             if event.exception_type
             else None
         )
-        super().__init__(
-            event.source,
-            event.service,
-            event.version,
-            event.operation,
-            event.start_ns,
-            event.duration_ns,
-            event.status,
-            event.trace_id,
-            event.span_id,
-            event.parent_span_id,
-            event.attributes,
-            exception,
-        )
-        if event.location != NO_LOCATION:
-            self.location = event.location
+        location = event.location
+        if location is not NO_LOCATION and location != NO_LOCATION:
+            self._location = location
         self.signature = event.exception_signature
-        if event.parent_operation:
-            self.parent_key = (event.service, event.parent_operation, event.version)
+        self.parent_key = (
+            (event.service, event.parent_operation, event.version)
+            if event.parent_operation
+            else None
+        )
         self.record = event
 
     def to_event(self) -> TelemetryEvent:
