@@ -20,6 +20,23 @@ from agent.records import TelemetryEvent
 # encode_basestring_ascii is the C escaper json.dumps itself uses: quotes included.
 _quote = json.encoder.encode_basestring_ascii
 _ATTRS = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+
+
+def _refuse(value: object) -> object:
+    raise TypeError(f"attribute value {value!r} is not JSON")
+
+
+# JSONEncoder.encode builds a new C encoder on every call; this one is built once (CPython).
+_make = json.encoder.c_make_encoder  # type: ignore[attr-defined]
+_C_ATTRS = _make(None, _refuse, _quote, None, ":", ",", False, False, True) if _make else None
+
+
+def _attrs_json(attrs: dict[str, Any]) -> str:
+    if _C_ATTRS is None:
+        return _ATTRS.encode(attrs)
+    return "".join(_C_ATTRS(attrs, 0))
+
+
 # The fields this module writes out by hand; a field added to TelemetryEvent later (or changed)
 # sends rows back to the record path, so no field is ever left out of a payload.
 _HAND_FIELDS = (
@@ -98,7 +115,7 @@ def _row(run_id: int, e: RawEvent) -> Row:
             ',"exception_signature":',
             _quote(e.signature),
             ',"attributes":',
-            _ATTRS.encode(e.attributes),
+            _attrs_json(e.attributes),
             "}",
         )
     )
