@@ -21,6 +21,17 @@ if TYPE_CHECKING:
 PATCH_DIR = "patches"
 EXTRA_AFTER_FIRST = 5  # candidates still tried after the first validated patch, for ranking
 MIN_STEP_S = 2.0  # no new gate run starts with less than this left
+DIAGNOSIS_SHARE = 0.6  # of an anomaly's time, at most this much for diagnosis: fixes need time
+# Cheap kinds first: a new failure is usually diagnosed and gated in seconds, a slowdown needs
+# repeated timings at two commits. Each anomaly's share is what is left divided by the number
+# still to go, so time a cheap one does not use flows to the expensive ones after it, and no
+# diagnosis starves the anomalies behind it.
+COST_RANK = {
+    AnomalyKind.ERROR: 0,
+    AnomalyKind.BEHAVIORAL: 1,
+    AnomalyKind.COVERAGE: 2,
+    AnomalyKind.PERFORMANCE: 3,
+}
 
 
 @dataclass(frozen=True)
@@ -94,11 +105,12 @@ def heal(
     budget_s: float,
     progress: Progress | None = None,
 ) -> HealOutcome:
-    """Diagnose, fix and validate each anomaly (most severe first) within `budget_s` seconds."""
+    """Diagnose, fix and validate each anomaly within `budget_s` seconds: the cheaper kinds
+    first, then the most severe; each gets an equal share of what is left."""
     say = progress or (lambda _m: None)
     started = time.monotonic()
     deadline = started + max(budget_s, 0.0)
-    order = sorted(anomalies, key=lambda a: (-a.severity.rank, -a.confidence, a.id))
+    order = schedule(anomalies)
     results = []
     for i, anomaly in enumerate(order):
         left = deadline - time.monotonic()
@@ -109,6 +121,14 @@ def heal(
         reused = _reuse(conductor, anomaly, results, share, say)
         results.append(reused or heal_one(conductor, anomaly, share, say))
     return HealOutcome(tuple(results), time.monotonic() - started)
+
+
+def schedule(anomalies: Sequence[Anomaly]) -> list[Anomaly]:
+    """Healing order: cheap kinds first, then by severity and confidence."""
+    return sorted(
+        anomalies,
+        key=lambda a: (COST_RANK.get(a.kind, 1), -a.severity.rank, -a.confidence, a.id),
+    )
 
 
 def _reuse(
@@ -175,7 +195,11 @@ def heal_one(
         return AnomalyOutcome(anomaly, reason="flaky tests are reported, not patched")
     say(f"selfheal: diagnosing {anomaly.subject} ({anomaly.kind.value}/{anomaly.subtype})")
     try:
-        dbaton = diagnose_baton(conductor, anomaly, deadline)
+        # Diagnosis adapts its timings and bisection to its deadline; capping it leaves the
+        # fixes and the gate their part of this anomaly's share.
+        dbaton = diagnose_baton(
+            conductor, anomaly, started + DIAGNOSIS_SHARE * (deadline - started)
+        )
         diagnosis = dbaton.diagnosis
         if diagnosis is None:
             raise SelfHealError("diagnosis produced nothing")

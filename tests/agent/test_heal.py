@@ -12,7 +12,7 @@ import pytest
 
 from agent.conductor import Conductor
 from agent.config import load_config
-from agent.heal import heal
+from agent.heal import heal, schedule
 from agent.records import Anomaly, AnomalyKind, Severity
 
 
@@ -118,3 +118,21 @@ def test_a_zero_budget_heals_nothing_and_says_so(make_repo) -> None:
     with Conductor(load_config(repo)) as conductor:
         outcome = heal(conductor, [_anomaly(repo, ("tests/test_ratios.py::test_ratio",))], 0)
     assert outcome.results[0].reason == "the healing budget ran out"
+
+
+def test_cheap_kinds_are_healed_first_then_the_most_severe() -> None:
+    def anomaly(aid: str, kind: AnomalyKind, severity: Severity) -> Anomaly:
+        return Anomaly(aid, kind, "x", severity, 0.9, aid, "", 0)
+
+    slow = anomaly("slow", AnomalyKind.PERFORMANCE, Severity.CRITICAL)
+    broken = anomaly("broken", AnomalyKind.ERROR, Severity.HIGH)
+    worse = anomaly("worse", AnomalyKind.ERROR, Severity.CRITICAL)
+    gap = anomaly("gap", AnomalyKind.COVERAGE, Severity.LOW)
+    # A critical slowdown's diagnosis (timings at two commits) would otherwise eat the time a
+    # new failure needs; the slowdown still gets its share and whatever the others leave.
+    assert [a.id for a in schedule([slow, gap, broken, worse])] == [
+        "worse",
+        "broken",
+        "gap",
+        "slow",
+    ]
