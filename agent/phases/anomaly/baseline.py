@@ -119,6 +119,31 @@ def load_history(
     return runs, history
 
 
+def fill_failing(
+    store: Store,
+    req: m.DetectRequest,
+    current: Iterable[m.TestObservation],
+    history: dict[str, tuple[m.PastResult, ...]],
+    per_test: int,
+) -> dict[str, tuple[m.PastResult, ...]]:
+    """Failing tests the rolling baseline has no row for are looked up in the run history.
+
+    The rolling baseline is derived data: a row can be missing (runs of a subset of the suite
+    since the store was migrated, an interrupted write), and a missing row must not turn a
+    test that passed before into one without a past, whose failure is then never new."""
+    missing = [o.nodeid for o in current if o.outcome in m.FAILING and o.nodeid not in history]
+    if not missing:
+        return history
+    rows = store.conn.execute(
+        "SELECT h.run_id, r.commit_sha, r.dirty, h.outcome, h.call_ns, h.signature, h.nodeid,"
+        " h.children FROM test_history h JOIN runs r ON r.id = h.run_id"
+        f" WHERE h.env_key = ? AND h.run_id < ? AND h.nodeid IN ({','.join('?' * len(missing))})"
+        " ORDER BY h.run_id DESC",
+        [req.env_key, req.run_id, *missing],
+    )
+    return {**history, **_collect_past(rows, per_test)}
+
+
 def _history_from_runs(
     store: Store, runs: list[int], per_test: int
 ) -> dict[str, tuple[m.PastResult, ...]]:
@@ -129,6 +154,12 @@ def _history_from_runs(
         f" WHERE h.run_id IN ({marks}) ORDER BY h.run_id DESC",
         runs,
     )
+    return _collect_past(rows, per_test)
+
+
+def _collect_past(rows: Iterable[Any], per_test: int) -> dict[str, tuple[m.PastResult, ...]]:
+    """Rows of (run, commit, dirty, outcome, call_ns, signature, nodeid, children), newest
+    first, as each test's last `per_test` results."""
     history: dict[str, list[m.PastResult]] = {}
     for run_id, commit, dirty, outcome, call_ns, sig, nodeid, children in rows:
         past = history.setdefault(nodeid, [])

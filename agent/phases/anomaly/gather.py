@@ -31,6 +31,7 @@ def load_test_run(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
     if not current:
         return baton
     runs, history = baseline.load_history(store, req.env_key, req.run_id, ctx.config.history)
+    history = baseline.fill_failing(store, req, current, history, ctx.config.history)
     return dataclasses.replace(
         baton,
         current=current,

@@ -20,6 +20,7 @@ from agent.phases.anomaly.model import (
 )
 from agent.phases.telemetry import TelemetryRequest, ingest
 from agent.records import (
+    Anomaly,
     AnomalyKind,
     CodeLocation,
     EventSource,
@@ -255,3 +256,31 @@ def test_history_from_a_store_without_the_rolling_baseline(tmp_path: Path) -> No
         runs, history = baseline.load_history(store, "e", run + 1, 20)
         assert runs == [run]
         assert history == {"t.py::a": (PastResult(run, "c1", False, "passed", 7, "", {}),)}
+
+
+def test_a_failing_test_missing_from_the_rolling_baseline_is_compared_with_its_runs(
+    tmp_path: Path,
+) -> None:
+    config = Config(root=tmp_path, store=tmp_path / "s.db")
+    with Store.open(config.store) as store:
+        conductor = Conductor(config, store_factory=lambda: store)
+
+        def run(commit: str, outcome: str, sig: str = "") -> tuple[Anomaly, ...]:
+            events = (
+                _test_event("t.py::a", outcome, 5, "a" * 16, sig),
+                _test_event("t.py::b", "passed", 5, "b" * 16),
+            )
+            out = ingest(
+                conductor,
+                TelemetryRequest(events=events, run_kind="test", env_key="e", commit=commit),
+            )
+            return detect(conductor, DetectRequest(run_id=out.run_id, env_key="e", commit=commit))
+
+        run("c1", "passed")
+        run("c1", "passed")
+        # The derived per-test row is gone (an interrupted write, a subset run after a
+        # migration); the stored runs still say the test passed before.
+        store.conn.execute("DELETE FROM test_baseline WHERE nodeid = 't.py::a'")
+        (anomaly,) = run("c2", "failed", "KeyError@app.py:get")
+        conductor.close()
+    assert anomaly.subtype == "new_failure" and anomaly.tests == ("t.py::a",)
