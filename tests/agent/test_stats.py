@@ -152,9 +152,13 @@ def test_rank_test_p_is_a_probability(current: list[float], baseline: list[float
 
 @given(samples, samples)
 def test_shifting_current_up_never_raises_p(current: list[float], baseline: list[float]) -> None:
-    before = stats.mann_whitney_greater(current, baseline).p_value
-    after = stats.mann_whitney_greater([v + 2e9 for v in current], baseline).p_value
-    assert after <= before + 1e-12
+    before = stats.mann_whitney_greater(current, baseline)
+    after = stats.mann_whitney_greater([v + 2e9 for v in current], baseline)
+    assert after.u >= before.u
+    # The shift can merge tiny values into ties, which switches exact to normal; within one
+    # method the p-value can only fall.
+    if after.method == before.method:
+        assert after.p_value <= before.p_value + 1e-12
 
 
 @given(st.lists(st.floats(min_value=0, max_value=1), max_size=20), st.floats(0.001, 0.2))
