@@ -38,6 +38,10 @@ def test_demo_heals_a_regression_and_proposes_it(tmp_path: Path) -> None:
     assert patches, "no validated patch"
     proposed = [d for d in deployments if d.status is DeploymentStatus.PROPOSED and d.branch]
     assert proposed, [d.reason for d in deployments]
+    # Both regressions (the broken function and the slowed one) are healed and proposed.
+    assert len({p.anomaly_id for p in patches}) >= 2, [p.strategy for p in patches]
+    assert len({d.anomaly_id for d in proposed}) >= 2, [d.reason for d in deployments]
+    assert elapsed < 120, f"the demo took {elapsed:.0f} s"
     branches = subprocess.run(
         ["git", "branch", "--list", "selfheal/*"],
         cwd=project,
