@@ -82,6 +82,26 @@ def test_culprit_commit_ranked_line_frame_and_ladder(make_repo) -> None:
     assert "worktree" not in git(repo, "worktree", "list").split("\n", 1)[-1]
 
 
+def test_the_culprit_range_ends_with_the_uncommitted_working_state(make_repo) -> None:
+    repo = make_repo({"shop.py": GOOD, "tests/test_shop.py": TESTS, "conftest.py": ""})
+    base = git(repo, "rev-parse", "HEAD").strip()
+    commit_files(repo, {"README.md": "# shop\n"}, "docs")
+    commit_files(repo, {"NOTES.md": "notes\n"}, "notes")
+    head = git(repo, "rev-parse", "HEAD").strip()
+    (repo / "shop.py").write_text(GOOD.replace("s += p", "s += p + 1"), encoding="utf-8")
+    tests = ("tests/test_shop.py::test_total", "tests/test_shop.py::test_discount")
+    with Conductor(load_config(repo)) as conductor:
+        baton = diagnose_baton(conductor, _anomaly(repo, tests, base, AnomalyKind.ERROR))
+    info, diagnosis = baton.codebase, baton.diagnosis
+    assert info is not None and diagnosis is not None
+    # The working state is a snapshot commit on HEAD, the last step of the bisected range.
+    assert git(repo, "rev-parse", f"{info.head}^").strip() == head
+    assert info.commits[-1] == info.head and len(info.commits) == 3
+    assert diagnosis.culprit_commit == info.head
+    assert (baton.ranked[0].file, baton.ranked[0].line) == ("shop.py", 4)
+    assert git(repo, "status", "--porcelain") == " M shop.py\n"  # still the developer's edit
+
+
 def test_differential_profile_names_the_function_that_got_slower(make_repo) -> None:
     cached = (
         "import functools\n\n\n@functools.cache\ndef paths(r, c):\n"
