@@ -3,8 +3,10 @@
 The store beat writes every span of a kept-raw ingest (the receiver's 20,000 spans/s path).
 `Store.insert_events` builds a record per span and dumps `records.to_json` of it; here the same
 payload is written out by hand: only the attributes go through the JSON encoder, every other
-string through the C string escaper. The payload decodes to exactly what `to_json` gives, so
-`Store.events` and the payload's readers (json_extract) see no difference.
+string through the C string escaper, and fields at their default are left out. The payload
+decodes (`records.from_json`) to exactly the record `to_json` would have written, so
+`Store.events` sees no difference; json_extract of a left-out field is NULL (readers take it
+as empty).
 """
 
 from __future__ import annotations
@@ -81,44 +83,40 @@ def _row(run_id: int, e: RawEvent) -> Row:
 
         return tuple(event_row(run_id, e.to_event()))
     source, status = e.source._value_, e.status._value_
-    exc = e.exception or ("", "", "")
-    payload = "".join(
-        (
-            '{"type":"TelemetryEvent","source":',
-            _quote(source),
-            ',"service":',
-            _quote(e.service),
-            ',"operation":',
-            _quote(e.operation),
-            f',"start_ns":{start},"duration_ns":{duration},"status":',
-            _quote(status),
-            ',"version":',
-            _quote(e.version),
-            ',"trace_id":',
-            _quote(e.trace_id),
-            ',"span_id":',
-            _quote(e.span_id),
-            ',"parent_span_id":',
-            _quote(e.parent_span_id),
-            ',"parent_operation":',
-            _quote(e.parent_operation),
-            ',"location":{"file":',
-            _quote(loc.file),
-            ',"function":',
-            _quote(loc.function),
-            f',"line":{int(loc.line)}}},"exception_type":',
-            _quote(exc[0]),
-            ',"exception_message":',
-            _quote(exc[1]),
-            ',"exception_stacktrace":',
-            _quote(exc[2]),
-            ',"exception_signature":',
-            _quote(e.signature),
-            ',"attributes":',
-            _attrs_json(e.attributes),
-            "}",
-        )
-    )
+    parent_op = e.parent_operation
+    parts = [
+        '{"type":"TelemetryEvent","source":',
+        _quote(source),
+        ',"service":',
+        _quote(e.service),
+        ',"operation":',
+        _quote(e.operation),
+        f',"start_ns":{start},"duration_ns":{duration},"status":',
+        _quote(status),
+        ',"version":',
+        _quote(e.version),
+        ',"trace_id":',
+        _quote(e.trace_id),
+        ',"span_id":',
+        _quote(e.span_id),
+        ',"parent_span_id":',
+        _quote(e.parent_span_id),
+    ]
+    # Fields at their default are left out (records.from_json restores them): most spans have
+    # no exception, many no parent or code location, and every byte is written twice (WAL).
+    if parent_op:
+        parts += (',"parent_operation":', _quote(parent_op))
+    if loc.file or loc.function or loc.line:
+        parts += (',"location":{"file":', _quote(loc.file), ',"function":', _quote(loc.function))
+        parts.append(f',"line":{int(loc.line)}}}')
+    exc = e.exception
+    if exc is not None or e.signature:
+        exc = exc or ("", "", "")
+        parts += (',"exception_type":', _quote(exc[0]), ',"exception_message":', _quote(exc[1]))
+        parts += (',"exception_stacktrace":', _quote(exc[2]))
+        parts += (',"exception_signature":', _quote(e.signature))
+    parts += (',"attributes":', _attrs_json(e.attributes), "}")
+    payload = "".join(parts)
     return (
         run_id,
         source,
