@@ -268,26 +268,33 @@ def uncovered(
     return gaps, changed_statements
 
 
-def map_is_due(store: Store, root: Path, commit: str, dirty: bool) -> bool:
-    """`auto` mode: refresh when there is no map, or Python files changed since the newest one."""
+def map_is_due(store: Store, root: Path, commit: str, dirty: bool, env_key: str = "") -> bool:
+    """`auto` mode: refresh only when there is something new to look at.
+
+    Due when Python files changed since the previous recorded test run of this environment
+    (committed or in the working tree) and no map of exactly this code exists yet. A first run
+    has nothing to compare with, and a green run on unchanged code needs no map: neither pays
+    for tracing.
+    """
     from agent.errors import GitError
     from agent.git import run_git
 
-    newest = latest_id(store)
-    if not newest:
-        return True
-    info = summary(store, newest)
-    if info is None:
-        return True
-    map_commit, map_dirty, _ = info
-    if map_commit == commit and not dirty and not map_dirty:
+    previous = store.conn.execute(
+        "SELECT commit_sha, dirty FROM runs WHERE kind = 'test' AND env_key = ?"
+        " ORDER BY id DESC LIMIT 1",
+        (env_key,),
+    ).fetchone()
+    if previous is None:
         return False
+    newest = latest_id(store, commit=commit or None)
+    info = summary(store, newest) if newest else None
+    if info is not None and not dirty and not info[1]:
+        return False  # this commit's map exists and the tree is clean
     try:
-        base = map_commit or "HEAD"
-        names = run_git(root, "diff", "--name-only", base, "--", "*.py").split()
+        changed = run_git(root, "diff", "--name-only", previous[0] or "HEAD", "--", "*.py")
     except GitError:
-        return True
-    return bool(names) or map_dirty != dirty
+        return True  # the previous commit is gone (rebased): assume everything changed
+    return bool(changed.split())
 
 
 def json_ready(per_test: Mapping[str, Mapping[str, Iterable[int]]]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ class TestRun:
     rerun: Any = None  # agent.phases.anomaly.RerunSpec, or None for no confirming re-runs
     coverage: Mapping[str, Any] | None = None  # {"per_test": ..., "statements": ...}
     sampler: Any = None  # agent.phases.anomaly.model.Sampler: in-process timing re-runs
+    timed: bool = True  # False: durations measured under coverage tracing
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ def run_after_tests(
                 rerun=run.rerun,
                 coverage_map_id=map_id,
                 sampler=run.sampler,
+                timed=run.timed,
             ),
         )
         timings["anomaly"] = _lap(started) - timings["telemetry"]

@@ -131,10 +131,10 @@ class Controller:
         from agent.coverage_map import map_is_due
 
         try:
-            due = map_is_due(store, self.root, self.commit, self.dirty)
+            due = map_is_due(store, self.root, self.commit, self.dirty, self.info.env_key)
         finally:
             store.close()
-        self.coverage_reason = "refreshing (code changed)" if due else "up to date"
+        self.coverage_reason = "refreshing (code changed)" if due else "not due"
         return due
 
     def _open_store(self) -> Any:
@@ -261,6 +261,7 @@ class Controller:
             rerun=self._rerun_spec(),
             coverage=self._coverage if self.collect_coverage else None,
             sampler=self._sampler(session),
+            timed=not self.collect_coverage,
         )
         try:
             return run_after_tests(self.settings, run, store=store, progress=self._progress)

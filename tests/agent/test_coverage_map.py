@@ -8,6 +8,7 @@ from pathlib import Path
 from agent import coverage_map
 from agent.git import head_commit
 from agent.store import Store
+from conftest import git
 
 PER_TEST = {
     "t.py::a": {"app.py": [1, 2, 3], "t.py": [5]},
@@ -43,15 +44,19 @@ def test_auto_refreshes_only_when_python_changed(
     repo = make_repo({"app.py": "x = 1\n", "README.md": "hi\n"})
     commit = head_commit(repo)
     with Store.open(tmp_path / "s.db") as store:
-        assert coverage_map.map_is_due(store, repo, commit, False)  # no map yet
-        coverage_map.save(
-            store, per_test=PER_TEST, statements=STATEMENTS, commit=commit, dirty=False
-        )
-        assert not coverage_map.map_is_due(store, repo, commit, False)
+        assert not coverage_map.map_is_due(store, repo, commit, False, "e")  # first run
+        store.begin_run("test", commit=commit, env_key="e")
+        assert not coverage_map.map_is_due(store, repo, commit, False, "e")  # nothing changed
         (repo / "README.md").write_text("docs only\n")
-        assert not coverage_map.map_is_due(store, repo, commit, False)
+        assert not coverage_map.map_is_due(store, repo, commit, True, "e")
         (repo / "app.py").write_text("x = 2\n")
-        assert coverage_map.map_is_due(store, repo, commit, True)
+        assert coverage_map.map_is_due(store, repo, commit, True, "e")
+        assert not coverage_map.map_is_due(store, repo, commit, True, "other-env")
+        git(repo, "commit", "-qam", "change")
+        new = head_commit(repo)
+        assert coverage_map.map_is_due(store, repo, new, False, "e")  # changed since the run
+        coverage_map.save(store, PER_TEST, STATEMENTS, new, False)
+        assert not coverage_map.map_is_due(store, repo, new, False, "e")  # fresh map
 
 
 def test_statements_are_reused_while_a_file_is_unchanged(tmp_path: Path) -> None:

@@ -181,7 +181,9 @@ def save_baseline(
     for t in tests:
         if not t.nodeid:
             continue
-        entry = [req.run_id, req.commit, req.dirty, t.outcome, t.call_ns, t.signature]
+        # -1: a duration measured under coverage tracing, not comparable with untraced runs.
+        call_ns = t.call_ns if req.timed else -1
+        entry = [req.run_id, req.commit, req.dirty, t.outcome, call_ns, t.signature]
         if t.children:
             entry.append(dict(t.children))
         older = [_entry(p) for p in history.get(t.nodeid, ()) if p.run_id != req.run_id]

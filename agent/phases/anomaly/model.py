@@ -57,6 +57,9 @@ class DetectRequest:
     # Timing re-runs inside the process that ran the suite (cheaper and measured under the same
     # conditions as the suite); None: timing suspects are re-run in a subprocess like failures.
     sampler: Sampler | None = None
+    # False when the run's durations were measured under coverage tracing: they are still
+    # screened (suspects are confirmed by untraced re-runs) but never become baseline.
+    timed: bool = True
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ class Suspect:
 
 def baseline_sample(past: Sequence[PastResult]) -> list[int]:
     """Call durations of earlier passing runs: failures stop early and are not comparable."""
-    return [p.call_ns for p in past if p.outcome == PASSED]
+    return [p.call_ns for p in past if p.outcome == PASSED and p.call_ns >= 0]
 
 
 def screen(

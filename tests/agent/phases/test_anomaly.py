@@ -284,3 +284,16 @@ def test_a_failing_test_missing_from_the_rolling_baseline_is_compared_with_its_r
         (anomaly,) = run("c2", "failed", "KeyError@app.py:get")
         conductor.close()
     assert anomaly.subtype == "new_failure" and anomaly.tests == ("t.py::a",)
+
+
+def test_durations_under_coverage_tracing_never_become_baseline(tmp_path: Path) -> None:
+    from agent.phases.anomaly import baseline
+
+    with Store.open(tmp_path / "s.db") as store:
+        run = store.begin_run("test", commit="c1", env_key="e")
+        req = DetectRequest(run_id=run, env_key="e", commit="c1", timed=False)
+        baseline.save_history(store, run, "e", [obs("t.py::a", call_ms=40)])
+        baseline.save_baseline(store, req, [obs("t.py::a", call_ms=40)], {}, 20)
+        _, history = baseline.load_history(store, "e", run + 1, 20)
+        assert history["t.py::a"][0].call_ns == -1
+        assert performance.baseline_sample(history["t.py::a"]) == []
