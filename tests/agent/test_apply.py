@@ -3,18 +3,15 @@ over local changes to the files it touches."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "phases"))
-from delivery_kit import BUGGY, FIXED, config, git, make_patch, project
-
 from agent.cli import main
 from agent.records import Patch
 from agent.store import Store
+from tests.agent.phases.delivery_kit import BUGGY, FIXED, config, git, make_patch, project
 
 
 def stored_patch(make_repo: Any) -> tuple[Path, Patch]:

@@ -8,20 +8,17 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "phases"))
-from delivery_kit import healed_project
-
 from agent.cli import main
 from agent.reporting import html, text
 from agent.reporting.data import ReportData, collect
 from agent.store import Store
+from tests.agent.phases.delivery_kit import healed_project
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Project
+    from tests.plugin.conftest import Project
 
 QUIET = ("-p", "no:cacheprovider", "--selfheal-coverage=never", "--selfheal-budget=0")
 

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from delivery_kit import (
+
+from agent import git as agit
+from agent.config import Config
+from agent.errors import BeatError
+from agent.phases.deployment import HANDLERS, DeployBaton, DeployRequest
+from agent.records import Deployment, DeploymentStatus, Patch, ValidationResult
+from agent.snapshot import working_state
+from agent.store import Store
+from tests.agent.phases.delivery_kit import (
     BUGGY,
     FIXED,
     FakeAPI,
@@ -23,14 +31,6 @@ from delivery_kit import (
     validated,
     with_remote,
 )
-
-from agent import git as agit
-from agent.config import Config
-from agent.errors import BeatError
-from agent.phases.deployment import HANDLERS, DeployBaton, DeployRequest
-from agent.records import Deployment, DeploymentStatus, Patch, ValidationResult
-from agent.snapshot import working_state
-from agent.store import Store
 
 PY = sys.executable
 CI_OK = f"{PY} -m pytest -q -p no:cacheprovider -p no:selfheal"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from delivery_kit import config
 
 from agent.phases.deployment.providers import (
     DeliveryError,
@@ -16,6 +15,7 @@ from agent.phases.deployment.providers import (
     choose_provider,
     repository_from_url,
 )
+from tests.agent.phases.delivery_kit import config
 
 SPEC = PullRequestSpec(title="t", body="b", head="selfheal/x-1", base="main")
 

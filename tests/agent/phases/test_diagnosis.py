@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
-from fix_kit import commit_files, git
 
 from agent.conductor import Conductor
 from agent.config import load_config
 from agent.phases.diagnosis import diagnose_baton
 from agent.records import Anomaly, AnomalyKind, Diagnosis, Severity
+from tests.agent.phases.fix_kit import commit_files, git
 
 pytestmark = pytest.mark.slow
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fix_kit import work
-
 from agent.phases.fix.base import Candidate
 from agent.phases.fix.docs import DocumentationFix, refresh_docstrings
 from agent.records import FixType
+from tests.agent.phases.fix_kit import work
 
 BEFORE = '''def page(items, size=10):
     """Return the first 10 items; `size` defaults to 10."""

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from fix_kit import work
 
 from agent.phases.fix.llm import ModelGenerator, apply_diff, extract_diff, prompt, request
+from tests.agent.phases.fix_kit import work
 
 SOURCE = "def area(w, h):\n    return w + h\n"
 REPLY = (

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import ast
 
-from fix_kit import run, work
-
 from agent.phases.fix.mutation import MutationSearch, mutants_at
+from tests.agent.phases.fix_kit import run, work
 
 
 def _texts(src: str, line: int) -> list[str]:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fix_kit import work
-
 from agent.phases.diagnosis.codebase import scratch_worktree
 from agent.phases.fix.base import Candidate
 from agent.phases.fix.patchmaking import make_diffs, patch_record, syntax_errors
 from agent.records import FixType
+from tests.agent.phases.fix_kit import work
 
 
 def test_diffs_come_from_git_and_leave_the_checkout_alone(make_repo) -> None:

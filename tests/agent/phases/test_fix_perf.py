@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from fix_kit import run, work
-
 from agent.phases.fix.perf import PerformanceTemplates, is_pure
 from agent.records import AnomalyKind, CodeLocation
+from tests.agent.phases.fix_kit import run, work
 
 
 def _cands(src: str, function: str) -> dict[str, str]:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fix_kit import git
 
 from agent.phases.diagnosis.codebase import CodebaseInfo
 from agent.phases.diagnosis.pytest_exec import run_pytest
 from agent.phases.fix.quickcheck import FastCheck
 from agent.phases.validation.workspace import Worktree
+from tests.agent.phases.fix_kit import git
 
 pytestmark = pytest.mark.slow
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fix_kit import work
-
 from agent.phases.fix.revert import FullRevert, PartialRevert, parse_hunks, revert_hunks
+from tests.agent.phases.fix_kit import work
 
 GOOD = "def a():\n    return 1\n\n\n\n\n\n\ndef b():\n    return 2\n"
 BAD = "def a():\n    return 10\n\n\n\n\n\n\ndef b():\n    return 20\n"

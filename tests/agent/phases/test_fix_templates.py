@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from fix_kit import run, work
 
 from agent.phases.diagnosis.pytest_exec import Frame
 from agent.phases.fix.templates import RepairTemplates
+from tests.agent.phases.fix_kit import run, work
 
 
 def _candidates(src: str, line: int, exception: str = "") -> list[str]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import ast
 
-from fix_kit import work
-
 from agent.phases.diagnosis.pytest_exec import Frame
 from agent.phases.fix.testfix import CharacterisationTests, RegressionTest, module_name
+from tests.agent.phases.fix_kit import work
 
 
 def test_module_names() -> None:

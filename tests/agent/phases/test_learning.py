@@ -6,7 +6,16 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from delivery_kit import (
+from agent import git as agit
+from agent.config import Config
+from agent.phases import deployment, learning
+from agent.phases.deployment import DeployBaton, DeployRequest
+from agent.phases.learning import TrackBaton, TrackRequest
+from agent.phases.learning.applied import find_applied
+from agent.phases.learning.model import rank_strategies, strategy_scores
+from agent.records import Anomaly, AnomalyKind, EffectivenessData, Patch
+from agent.store import Store
+from tests.agent.phases.delivery_kit import (
     FIXED,
     TESTS,
     anomaly,
@@ -19,16 +28,6 @@ from delivery_kit import (
     record_run,
     validated,
 )
-
-from agent import git as agit
-from agent.config import Config
-from agent.phases import deployment, learning
-from agent.phases.deployment import DeployBaton, DeployRequest
-from agent.phases.learning import TrackBaton, TrackRequest
-from agent.phases.learning.applied import find_applied
-from agent.phases.learning.model import rank_strategies, strategy_scores
-from agent.records import Anomaly, AnomalyKind, EffectivenessData, Patch
-from agent.store import Store
 
 LADDER = ["partial_revert", "template", "mutation"]
 TOTAL, MEAN = "test_calc.py::test_total", "test_calc.py::test_mean"

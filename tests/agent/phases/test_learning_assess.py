@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from delivery_kit import anomaly, diagnosis
-
 from agent.phases.learning.assess import FAILURE, PENDING, SUCCESS, assess, hotspots, improvement
 from agent.phases.learning.observe import Sample
 from agent.records import AnomalyKind
+from tests.agent.phases.delivery_kit import anomaly, diagnosis
 
 NODE = "test_calc.py::test_total"
 

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from telemetry_kit import request, span, write_lines
 
 from agent.commands.telemetry import SAMPLES_DIR
 from agent.conductor import Conductor
@@ -19,6 +18,7 @@ from agent.phases.telemetry.aggregate import OTHER
 from agent.records import EventSource, SpanStatus, TelemetryEvent, TelemetryMetrics
 from agent.spool import SpoolWriter
 from agent.store import Store
+from tests.agent.phases.telemetry_kit import request, span, write_lines
 
 
 @pytest.fixture

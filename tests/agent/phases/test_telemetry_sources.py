@@ -8,7 +8,6 @@ from datetime import UTC
 from pathlib import Path
 
 import pytest
-from telemetry_kit import BASE_NS, request, span, write_lines
 
 from agent.errors import TelemetryError
 from agent.phases.telemetry.anyvalue import attributes
@@ -25,6 +24,7 @@ from agent.phases.telemetry.sources import (
     read_batch,
 )
 from agent.records import EventSource, SpanStatus
+from tests.agent.phases.telemetry_kit import BASE_NS, request, span, write_lines
 
 
 def parse(*spans: dict[str, object], service: str = "api") -> tuple[list[RawEvent], int]:
