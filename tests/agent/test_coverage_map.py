@@ -8,7 +8,7 @@ from pathlib import Path
 from agent import coverage_map
 from agent.git import head_commit
 from agent.store import Store
-from conftest import git
+from conftest import git  # the repository-root conftest (rootdir on sys.path)
 
 PER_TEST = {
     "t.py::a": {"app.py": [1, 2, 3], "t.py": [5]},
