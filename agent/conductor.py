@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -64,18 +66,26 @@ def load_sequences(
     directory: Path | None = None,
     registry: Registry | None = None,
     overlay: Path | None = None,
+    *,
+    checked_cache: Path | None = None,
 ) -> dict[str, Sequence]:
-    """Load and check every sequence; all problems are reported together, one line each."""
+    """Load and check every sequence; all problems are reported together, one line each.
+
+    `checked_cache` names a file of content hashes that passed the schema before, so a
+    repeated run with unchanged files skips jsonschema (its import alone costs ~50 ms).
+    """
     registry = registry or default_registry()
     directory = directory or bundled_dir()
-    schema = _read_json(bundled_dir() / SCHEMA, [])
+    schema_path = bundled_dir() / SCHEMA
+    schema = _read_json(schema_path, [])
+    checked = _SchemaCache(checked_cache, schema_path)
     problems: list[str] = []
     files = _index_files(directory, problems)
     if overlay is not None:
         files = _overlay(files, overlay, problems)
     result: dict[str, Sequence] = {}
     for path in files:
-        seq = _load_one(path, schema, registry, problems)
+        seq = _load_one(path, schema, registry, problems, checked)
         if seq is None:
             continue
         if seq.id in result:
@@ -83,7 +93,49 @@ def load_sequences(
         result[seq.id] = seq
     if problems:
         raise SequenceError("\n".join(problems))
+    checked.save()
     return result
+
+
+class _SchemaCache:
+    """Hashes of (schema, sequence file) pairs that validated; only passes are remembered."""
+
+    VERSION = b"selfheal-schema-cache-1\0"
+
+    def __init__(self, path: Path | None, schema_path: Path) -> None:
+        self.path = path
+        self._schema = _read_bytes(schema_path)
+        self._known: set[str] = set()
+        self._passed: set[str] = set()
+        if path is not None:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                self._known = set(path.read_text(encoding="utf-8").split())
+
+    def digest(self, content: bytes) -> str:
+        return hashlib.sha256(self.VERSION + self._schema + b"\0" + content).hexdigest()
+
+    def passed_before(self, digest: str) -> bool:
+        return self.path is not None and digest in self._known
+
+    def passed(self, digest: str) -> None:
+        self._passed.add(digest)
+
+    def save(self) -> None:
+        # Rewritten only when something new passed, and only beside an existing store
+        # directory (never created for it); a read-only location just means no cache.
+        if self.path is None or self._passed <= self._known or not self.path.parent.is_dir():
+            return
+        with contextlib.suppress(OSError):
+            tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text("\n".join(sorted(self._passed)) + "\n", encoding="utf-8")
+            os.replace(tmp, self.path)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
 
 
 def _index_files(directory: Path, problems: list[str]) -> list[Path]:
@@ -126,14 +178,23 @@ def _read_json(path: Path, problems: list[str]) -> Any:
     return None
 
 
-def _load_one(path: Path, schema: Any, registry: Registry, problems: list[str]) -> Sequence | None:
+def _load_one(
+    path: Path,
+    schema: Any,
+    registry: Registry,
+    problems: list[str],
+    checked: _SchemaCache,
+) -> Sequence | None:
     data = _read_json(path, problems)
     if data is None:
         return None
     before = len(problems)
-    _check_schema(path, data, schema, problems)
+    digest = checked.digest(_read_bytes(path))
+    if not checked.passed_before(digest):
+        _check_schema(path, data, schema, problems)
     if len(problems) > before:
         return None
+    checked.passed(digest)
     beats: list[Beat] = []
     seen_numbers: set[int] = set()
     seen_events: set[str] = set()
@@ -252,7 +313,12 @@ class Conductor:
     ) -> None:
         self.config = config
         self.registry = registry or default_registry()
-        self.sequences = load_sequences(sequences_dir, self.registry, config.sequences)
+        self.sequences = load_sequences(
+            sequences_dir,
+            self.registry,
+            config.sequences,
+            checked_cache=config.store.with_name(config.store.name + ".sequences-checked"),
+        )
         self._store_factory = store_factory
         self._store: Store | None = None
         self._progress = progress or (lambda _msg: None)

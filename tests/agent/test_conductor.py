@@ -179,6 +179,36 @@ def test_every_problem_is_reported_before_anything_runs(tmp_path: Path) -> None:
     assert len(str(info.value).splitlines()) == 2
 
 
+def test_schema_pass_is_cached_by_content_and_a_changed_file_is_checked_again(
+    tmp_path: Path,
+) -> None:
+    directory = write_sequences(tmp_path / "seq", {"custom.seq": [beat(1, "firstStep")]})
+    cache = tmp_path / "checked"
+    assert set(load_sequences(directory, make_registry(), checked_cache=cache)) == {"custom.seq"}
+    digests = cache.read_text(encoding="utf-8").split()
+    assert len(digests) == 1 and len(digests[0]) == 64
+    # Same content, cached: loads again without rewriting the cache.
+    before = cache.stat().st_mtime_ns
+    assert set(load_sequences(directory, make_registry(), checked_cache=cache)) == {"custom.seq"}
+    assert cache.stat().st_mtime_ns == before
+    # A schema error in a changed file is still found, one line naming the beat.
+    write_sequences(directory, {"custom.seq": [{**beat(1, "firstStep"), "timing": "fast"}]})
+    with pytest.raises(SequenceError) as info:
+        load_sequences(directory, make_registry(), checked_cache=cache)
+    assert "beat 1: 'fast' is not of type 'object'" in str(info.value)
+    assert cache.read_text(encoding="utf-8").split() == digests
+
+
+def test_conductor_keeps_its_schema_cache_beside_the_store(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    directory = write_sequences(tmp_path / "seq", {"custom.seq": [beat(1, "firstStep")]})
+    Conductor(config, registry=make_registry(), sequences_dir=directory).close()
+    assert not config.store.parent.exists()  # never creates the store directory for it
+    config.store.parent.mkdir()
+    Conductor(config, registry=make_registry(), sequences_dir=directory).close()
+    assert (config.store.parent / "selfheal.db.sequences-checked").is_file()
+
+
 # Playing -----------------------------------------------------------------------------------
 
 
