@@ -12,7 +12,7 @@ BAD = "def a():\n    return 10\n\n\n\n\n\n\ndef b():\n    return 20\n"
 
 
 def _culprit(tmp_path: Path, make_repo, extra: dict[str, str] | None = None) -> tuple[str, str]:
-    from fix_kit import commit_files, git
+    from tests.agent.phases.fix_kit import commit_files, git
 
     repo = make_repo({"m.py": GOOD})
     commit_files(repo, {"m.py": BAD, **(extra or {})}, "both functions change")
