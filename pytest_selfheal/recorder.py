@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import traceback
@@ -110,6 +111,15 @@ def hook_global_provider(collector: ChildCollector) -> str:
         trace.set_tracer_provider(provider)
         return "installed"
     return "foreign"  # another API implementation: we cannot see its spans
+
+
+_OK = trace.Status(trace.StatusCode.OK)  # immutable; one object instead of one per test
+
+
+@functools.lru_cache(maxsize=4096)
+def _posix(path: str) -> str:
+    """A test file's path in posix form; cached, since a module's tests share one path."""
+    return Path(path).as_posix()
 
 
 class Recorder:
@@ -233,7 +243,7 @@ class Recorder:
             signature = self.signature(name, stack)
             span.set_status(trace.Status(trace.StatusCode.ERROR, message[:200]))
         elif outcome in ("passed", "xpassed", "xfailed", "skipped"):
-            span.set_status(trace.Status(trace.StatusCode.OK))
+            span.set_status(_OK)
         span.end()
         return self._events(span, signature)
 
@@ -249,7 +259,7 @@ class Recorder:
             "selfheal.git.dirty": self.info.dirty,
             "vcs.ref.head.revision": self.info.commit,
             "selfheal.env_key": self.info.env_key,
-            "code.file.path": Path(path).as_posix(),
+            "code.file.path": _posix(path),
             "code.line.number": (line or 0) + 1,
             "code.function.name": item.name,
         }
