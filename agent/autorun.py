@@ -172,6 +172,10 @@ class AutoRunner:
 
     def pytest_argv(self, selected: list[str] | None) -> list[str]:
         args = ["--selfheal", "-q", "-p", "no:cacheprovider", *self._pytest_args]
+        if selected is None and not any(a.startswith("--selfheal-coverage") for a in args):
+            # A whole-suite run happens when the map cannot answer (none yet, a file it never
+            # measured): measure coverage then, so the next change runs only what it affects.
+            args.append("--selfheal-coverage=always")
         return [*args, *(selected or [])]
 
     def command(self, selected: list[str] | None) -> list[str]:

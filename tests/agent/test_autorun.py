@@ -133,6 +133,8 @@ def test_a_run_over_its_timeout_is_killed(
 ) -> None:
     repo = make_repo(PROJECT)
     results = Results()
+    # Before the runner exists: it takes its children's environment when it is made.
+    monkeypatch.setenv("SLOW", "30")
     runner = AutoRunner(
         repo,
         repo / ".selfheal" / "selfheal.db",
@@ -140,7 +142,6 @@ def test_a_run_over_its_timeout_is_killed(
         select=lambda _db, _changed: ["tests/test_b.py"],
         timeout_s=1.0,
     )
-    monkeypatch.setenv("SLOW", "30")
     try:
         runner.start()
         started = time.monotonic()
