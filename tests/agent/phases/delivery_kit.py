@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -28,6 +27,7 @@ from agent.records import (
     Severity,
     ValidationResult,
 )
+from conftest import commit_files, git
 
 BUGGY = (
     "def total(xs):\n    return sum(xs) + 1\n\n\ndef mean(xs):\n    return total(xs) / len(xs)\n"
@@ -38,38 +38,6 @@ TESTS = (
     "def test_mean():\n    assert mean([2, 4]) == 3\n"
 )
 SEQ_DIR = Path(__file__).resolve().parents[3] / "sequences"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test Author",
-    "GIT_AUTHOR_EMAIL": "author@example.invalid",
-    "GIT_COMMITTER_NAME": "Test Author",
-    "GIT_COMMITTER_EMAIL": "author@example.invalid",
-}
-
-
-# Our own copies: `from conftest import ...` picks whichever conftest module loaded first.
-def git(repo: Path, *args: str) -> str:
-    """Run git in `repo` with a fixed identity; fail the test on a non-zero exit."""
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV},
-        check=False,
-    )
-    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
-
-
-def commit_files(repo: Path, files: dict[str, str], message: str) -> str:
-    """Write files, commit them all, return the new commit sha."""
-    for rel, text in files.items():
-        path = repo / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD").strip()
 
 
 def project(make_repo: Any) -> Path:

@@ -25,38 +25,8 @@ from agent.phases.validation import (
 from agent.phases.validation.workspace import prune_stale, worktrees_dir
 from agent.records import Anomaly, AnomalyKind, FixType, Patch, Severity, ValidationResult
 from agent.store import Store
+from conftest import commit_files, git
 from tests.agent.test_patches import HOSTILE
-
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test Author",
-    "GIT_AUTHOR_EMAIL": "author@example.invalid",
-    "GIT_COMMITTER_NAME": "Test Author",
-    "GIT_COMMITTER_EMAIL": "author@example.invalid",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    """git in `repo` with a fixed identity (local: `conftest` is ambiguous across test dirs)."""
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV},
-        check=False,
-    )
-    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
-
-
-def commit_files(repo: Path, files: dict[str, str], message: str) -> str:
-    for rel, text in files.items():
-        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
-        (repo / rel).write_text(text, encoding="utf-8")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD").strip()
-
 
 OPS = '''\
 """Arithmetic."""
