@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -14,28 +13,7 @@ from agent.conductor import Conductor
 from agent.config import load_config
 from agent.heal import heal, schedule
 from agent.records import Anomaly, AnomalyKind, Severity
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "T",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "T",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
-    proc = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, env=env, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def commit_files(repo: Path, files: dict[str, str], message: str) -> None:
-    for rel, text in files.items():
-        (repo / rel).write_text(text, encoding="utf-8")
-    git(repo, "commit", "-qam", message)
-
+from conftest import git
 
 pytestmark = pytest.mark.slow
 

@@ -11,27 +11,7 @@ from pathlib import Path
 
 import pytest
 
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "T",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "T",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
-    proc = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, env=env, check=False
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def commit_files(repo: Path, files: dict[str, str], message: str) -> None:
-    for rel, text in files.items():
-        (repo / rel).write_text(text, encoding="utf-8")
-    git(repo, "commit", "-qam", message)
-
+from conftest import commit_files, git
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent.phases.telemetry.raw import RawEvent
-from agent.records import TelemetryEvent
+from agent.records import EVENT_HAND_FIELDS, TelemetryEvent
 
 # encode_basestring_ascii is the C escaper json.dumps itself uses: quotes included.
 _quote = json.encoder.encode_basestring_ascii
@@ -39,28 +39,7 @@ def _attrs_json(attrs: dict[str, Any]) -> str:
     return "".join(_C_ATTRS(attrs, 0))
 
 
-# The fields this module writes out by hand; a field added to TelemetryEvent later (or changed)
-# sends rows back to the record path, so no field is ever left out of a payload.
-_HAND_FIELDS = (
-    "source",
-    "service",
-    "operation",
-    "start_ns",
-    "duration_ns",
-    "status",
-    "version",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "parent_operation",
-    "location",
-    "exception_type",
-    "exception_message",
-    "exception_stacktrace",
-    "exception_signature",
-    "attributes",
-)
-BY_HAND = tuple(f.name for f in dataclasses.fields(TelemetryEvent)) == _HAND_FIELDS
+BY_HAND = tuple(f.name for f in dataclasses.fields(TelemetryEvent)) == EVENT_HAND_FIELDS
 
 Row = tuple[Any, ...]
 
