@@ -20,6 +20,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from agent import records
 from agent.otel import deepest_frame, span_to_event
+from agent.phases.anomaly.repeat_plugin import next_outcome
 
 # The attribute on teardown reports that carries a test's events to the controller (pytest
 # serialises unknown report attributes across the xdist boundary).
@@ -195,20 +196,7 @@ class Recorder:
                 setattr(report, REPORT_ATTR, [records.to_json(e) for e in events])
 
     def _note_outcome(self, nodeid: str, report: pytest.TestReport) -> None:
-        xfail = hasattr(report, "wasxfail")
-        current = self._outcome.get(nodeid, "passed")
-        if report.when == "call":
-            if report.passed:
-                current = "xpassed" if xfail else "passed"
-            elif report.skipped:
-                current = "xfailed" if xfail else "skipped"
-            else:
-                current = "failed"
-        elif report.failed:
-            current = "error" if current in ("passed", "xpassed") else current
-        elif report.skipped and report.when == "setup":
-            current = "xfailed" if xfail else "skipped"
-        self._outcome[nodeid] = current
+        self._outcome[nodeid] = next_outcome(self._outcome.get(nodeid, "passed"), report)
 
     def _exception(self, excinfo: pytest.ExceptionInfo[BaseException]) -> tuple[str, str, str]:
         exc = excinfo.value

@@ -23,23 +23,32 @@ def _plan() -> dict[str, Any]:
     return plan
 
 
+def next_outcome(current: str, rep: pytest.TestReport) -> str:
+    """A test's outcome name after one more of its reports (setup, call, teardown).
+
+    The one naming rule for the plugin's recorder and for confirming re-runs.
+    """
+    xfail = hasattr(rep, "wasxfail")
+    if rep.when == "call":
+        if rep.passed:
+            return "xpassed" if xfail else "passed"
+        if rep.skipped:
+            return "xfailed" if xfail else "skipped"
+        return "failed"
+    if rep.failed:
+        return "error" if current in ("passed", "xpassed") else current
+    if rep.skipped and rep.when == "setup":
+        return "xfailed" if xfail else "skipped"
+    return current
+
+
 def outcome_of(reports: list[pytest.TestReport]) -> tuple[str, int]:
     """(outcome, call duration in ns) the same way the selfheal plugin names outcomes."""
     outcome, call_ns = "passed", 0
     for rep in reports:
-        xfail = hasattr(rep, "wasxfail")
         if rep.when == "call":
             call_ns = int(rep.duration * 1e9)
-            if rep.passed:
-                outcome = "xpassed" if xfail else "passed"
-            elif rep.skipped:
-                outcome = "xfailed" if xfail else "skipped"
-            else:
-                outcome = "failed"
-        elif rep.failed:
-            outcome = "error" if outcome in ("passed", "xpassed") else outcome
-        elif rep.skipped and rep.when == "setup":
-            outcome = "xfailed" if xfail else "skipped"
+        outcome = next_outcome(outcome, rep)
     return outcome, call_ns
 
 
