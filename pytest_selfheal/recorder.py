@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import functools
+import random
 import sys
 import threading
+import time
 import traceback
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from contextvars import Token
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from agent import records
 from agent.otel import deepest_frame, span_to_event
-from agent.phases.anomaly.repeat_plugin import next_outcome
+from agent.outcomes import next_outcome
 
 # The attribute on teardown reports that carries a test's events to the controller (pytest
 # serialises unknown report attributes across the xdist boundary).
@@ -114,6 +118,10 @@ def hook_global_provider(collector: ChildCollector) -> str:
     return "foreign"  # another API implementation: we cannot see its spans
 
 
+def _context_span(trace_id: int, span_id: int) -> NonRecordingSpan:
+    return NonRecordingSpan(SpanContext(trace_id, span_id, True, TraceFlags(TraceFlags.SAMPLED)))
+
+
 _OK = trace.Status(trace.StatusCode.OK)  # immutable; one object instead of one per test
 
 
@@ -123,80 +131,123 @@ def _posix(path: str) -> str:
     return Path(path).as_posix()
 
 
+class _PresetIds(IdGenerator):
+    """Span ids chosen before their span is made (see Recorder); random ids otherwise."""
+
+    def __init__(self) -> None:
+        self.preset = 0
+
+    def generate_span_id(self) -> int:
+        return self.preset or random.getrandbits(64)
+
+    def generate_trace_id(self) -> int:
+        return random.getrandbits(128)
+
+
+@dataclass
+class _Test:
+    """One test of this process: its span's id and times, and what its reports said."""
+
+    item: pytest.Item
+    span_id: int
+    start_ns: int
+    token: Token[Context]
+    phases: dict[str, int] = field(default_factory=dict)
+    outcome: str = "passed"
+    failure: tuple[str, str, str] | None = None
+    end_ns: int = 0
+    children: list[ReadableSpan] = field(default_factory=list)
+
+
 class Recorder:
-    """Registered in every process that runs tests (xdist workers or the single process)."""
+    """Registered in every process that runs tests (xdist workers or the single process).
+
+    This runs around every test of the suite, so its cost is the plugin's cost. While a test
+    runs, only its span context is current (a preset span id under the session span), so the
+    app's spans become its children; its SDK span is made when its teardown is reported (in an
+    xdist worker, whose events travel with that report) or, in a single process, for all tests
+    at once when the session ends — the same span, with the recorded start and end times, for a
+    fraction of the per-test cost. Plain hooks rather than wrappers, one open test at a time (a
+    process runs its tests one after another).
+    """
 
     def __init__(
-        self,
-        info: RunInfo,
-        worker: str,
-        coverage: Any = None,
-        sink: Callable[[list[records.TelemetryEvent]], None] | None = None,
+        self, info: RunInfo, worker: str, coverage: Any = None, *, batch: bool = False
     ) -> None:
         self.info = info
-        self.sink = sink  # in-process controller: events are handed over without JSON
+        self.batch = batch  # in-process controller: spans made at the end, events without JSON
         self.worker = worker
         self.coverage = coverage  # agent.coverage_map.Collector or None
         self.collector = ChildCollector(info.trace_id)
-        self._provider = TracerProvider(resource=resource(info))
+        self._ids = _PresetIds()
+        self._provider = TracerProvider(resource=resource(info), id_generator=self._ids)
         self._tracer = self._provider.get_tracer("pytest_selfheal")
-        self._parent = trace.set_span_in_context(
-            NonRecordingSpan(
-                SpanContext(
-                    info.trace_id, info.session_span_id, True, TraceFlags(TraceFlags.SAMPLED)
-                )
-            )
-        )
+        self._parent = trace.set_span_in_context(_context_span(info.trace_id, info.session_span_id))
         self._hooked = ""
-        self.paused: Callable[[], bool] = lambda: False  # True while the sampler re-runs
-        self._spans: dict[str, Any] = {}
-        self._phases: dict[str, dict[str, int]] = {}
-        self._failure: dict[str, tuple[str, str, str]] = {}
-        self._outcome: dict[str, str] = {}
+        self._items: dict[str, pytest.Item] = {}
+        self._open: _Test | None = None
+        self._excinfo: dict[str, pytest.ExceptionInfo[BaseException]] = {}
+        self._done: list[_Test] = []
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, None, None]:
-        if self.paused():
-            yield
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._items = {item.nodeid: item for item in session.items}
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        # Only logged runs start here: the sampler's confirming re-runs (log=False) do not,
+        # so they never become part of the run.
+        item = self._items.get(nodeid)
+        if item is None:
             return
+        if self._open is not None:  # the previous test never reached teardown (interrupted)
+            self._close()
         if not self._hooked:
             self._hooked = hook_global_provider(self.collector)
         self.collector.drain()  # spans ended between tests belong to no test
-        span = self._tracer.start_span(item.name, context=self._parent)
-        self._spans[item.nodeid] = span
-        self._phases[item.nodeid] = {}
-        token = otel_context.attach(trace.set_span_in_context(span))
+        span_id = random.getrandbits(64) or 1
+        current = trace.set_span_in_context(_context_span(self.info.trace_id, span_id))
+        self._open = _Test(item, span_id, time.time_ns(), otel_context.attach(current))
         if self.coverage is not None:
-            self.coverage.switch(item.nodeid)
-        try:
-            yield
-        finally:
             # The coverage context stays on this test until the next one starts: switching
             # costs a flush of coverage.py's data, and between tests only pytest runs.
-            otel_context.detach(token)
-            self._spans.pop(item.nodeid, None)
+            self.coverage.switch(nodeid)
 
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, Any, None]:
-        outcome = yield
-        if self.paused():
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> None:
+        # The report does not carry the exception object; keep it until the report says
+        # whether it counts as a failure (an xfail or a skip does not).
+        if call.excinfo is not None and self._open is not None:
+            self._excinfo[call.when] = call.excinfo
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        test = self._open
+        if test is None or report.nodeid != test.item.nodeid:
             return
-        report: pytest.TestReport = outcome.get_result()
-        self._phases.setdefault(item.nodeid, {})[report.when] = int(report.duration * 1e9)
-        self._note_outcome(item.nodeid, report)
-        if call.excinfo is not None and report.failed and item.nodeid not in self._failure:
-            self._failure[item.nodeid] = self._exception(call.excinfo)
-        if report.when == "teardown":
-            events = self._finish(item)
-            if self.sink is not None:
-                self.sink(events)
-            else:
-                setattr(report, REPORT_ATTR, [records.to_json(e) for e in events])
+        test.phases[report.when] = int(report.duration * 1e9)
+        test.outcome = next_outcome(test.outcome, report)
+        if report.failed and test.failure is None and report.when in self._excinfo:
+            test.failure = self._exception(self._excinfo[report.when])
+        if report.when != "teardown":
+            return
+        test.end_ns = time.time_ns()
+        test.children = self.collector.drain()
+        self._close()
+        if self.batch:
+            self._done.append(test)
+        else:  # an xdist worker: the events travel with the report (tryfirst: before xdist)
+            setattr(report, REPORT_ATTR, [records.to_json(e) for e in self._events(test)])
 
-    def _note_outcome(self, nodeid: str, report: pytest.TestReport) -> None:
-        self._outcome[nodeid] = next_outcome(self._outcome.get(nodeid, "passed"), report)
+    def _close(self) -> None:
+        if self._open is not None:
+            otel_context.detach(self._open.token)
+            self._open = None
+            self._excinfo.clear()
+
+    def collect(self) -> list[records.TelemetryEvent]:
+        """The spans of the tests finished so far (batch mode), as events, oldest first."""
+        done, self._done = self._done, []
+        return [event for test in done for event in self._events(test)]
 
     def _exception(self, excinfo: pytest.ExceptionInfo[BaseException]) -> tuple[str, str, str]:
         exc = excinfo.value
@@ -209,17 +260,18 @@ class Recorder:
         stack = "".join(traceback.format_exception(cls, exc, excinfo.tb))
         return name, str(exc)[:2000], stack[-20000:]
 
-    def _finish(self, item: pytest.Item) -> list[records.TelemetryEvent]:
-        span = self._spans.get(item.nodeid)
-        phases = self._phases.pop(item.nodeid, {})
-        outcome = self._outcome.pop(item.nodeid, "passed")
-        failure = self._failure.pop(item.nodeid, None)
-        if span is None:
-            return []
-        self._annotate(span, item, outcome, phases)
-        signature = ""
-        if failure is not None:
-            name, message, stack = failure
+    def _span(self, test: _Test) -> Any:
+        """The test's SDK span, under the id its children already name as their parent."""
+        self._ids.preset = test.span_id
+        try:
+            span = self._tracer.start_span(
+                test.item.name, context=self._parent, start_time=test.start_ns
+            )
+        finally:
+            self._ids.preset = 0
+        span.set_attributes(self._attributes(test))
+        if test.failure is not None:
+            name, message, stack = test.failure
             span.add_event(
                 "exception",
                 {
@@ -227,19 +279,20 @@ class Recorder:
                     "exception.message": message,
                     "exception.stacktrace": stack,
                 },
+                timestamp=test.end_ns,
             )
-            signature = self.signature(name, stack)
             span.set_status(trace.Status(trace.StatusCode.ERROR, message[:200]))
-        elif outcome in ("passed", "xpassed", "xfailed", "skipped"):
+        elif test.outcome in ("passed", "xpassed", "xfailed", "skipped"):
             span.set_status(_OK)
-        span.end()
-        return self._events(span, signature)
+        span.end(end_time=test.end_ns)
+        return span
 
-    def _annotate(self, span: Any, item: pytest.Item, outcome: str, phases: dict[str, int]) -> None:
+    def _attributes(self, test: _Test) -> dict[str, Any]:
+        item, phases = test.item, test.phases
         path, line, _ = item.location
         attrs: dict[str, Any] = {
             "selfheal.test.nodeid": item.nodeid,
-            "selfheal.test.outcome": outcome,
+            "selfheal.test.outcome": test.outcome,
             "selfheal.test.setup_ns": phases.get("setup", 0),
             "selfheal.test.call_ns": phases.get("call", 0),
             "selfheal.test.teardown_ns": phases.get("teardown", 0),
@@ -259,7 +312,7 @@ class Recorder:
             ):
                 if key in marker.kwargs:
                     attrs[attr] = float(marker.kwargs[key])
-        span.set_attributes(attrs)
+        return attrs
 
     def signature(self, exc_type: str, stack: str) -> str:
         """type@path:function of the deepest frame in project code, path relative to the root."""
@@ -268,13 +321,12 @@ class Recorder:
             frame = frame[len(self.info.root) :].lstrip("/\\")
         return f"{exc_type}@{Path(frame).as_posix()}" if frame else exc_type
 
-    def _events(self, span: Any, signature: str) -> list[records.TelemetryEvent]:
-        from dataclasses import replace
-
-        test_event = span_to_event(span, records.EventSource.TEST)
-        if signature:
+    def _events(self, test: _Test) -> list[records.TelemetryEvent]:
+        test_event = span_to_event(self._span(test), records.EventSource.TEST)
+        if test.failure is not None:
+            signature = self.signature(test.failure[0], test.failure[2])
             test_event = replace(test_event, exception_signature=signature)
-        children = [span_to_event(s, records.EventSource.SPAN) for s in self.collector.drain()]
+        children = [span_to_event(s, records.EventSource.SPAN) for s in test.children]
         return [*children, test_event]
 
     def shutdown(self) -> None:

@@ -9,27 +9,25 @@ from _pytest.runner import runtestprotocol
 
 
 class InProcessSampler:
-    """Runs items again without logging their reports: the terminal, junitxml and the exit
-    status never see these runs. Measured in the same process as the suite's own run, so a
+    """Runs items again without logging their reports: the terminal, junitxml, the exit status
+    and the selfheal recorder (which starts a test's span when its start is logged) never see
+    these runs. Measured in the same process as the suite's own run, so a
     slow-down has to show against the suite's conditions rather than a fresh interpreter's."""
 
     def __init__(self, session: pytest.Session) -> None:
         self.session = session
-        self.sampling = False  # read by the recorder: these runs are not part of the run
 
     def __call__(
         self, nodeids: Sequence[str], counts: Mapping[str, int]
     ) -> Mapping[str, tuple[int, ...]]:
         items = {item.nodeid: item for item in self.session.items}
         result: dict[str, tuple[int, ...]] = {}
-        self.sampling = True
         try:
             for nodeid in nodeids:
                 item = items.get(nodeid)
                 if item is not None:
                     result[nodeid] = self._sample(item, max(1, counts.get(nodeid, 1)))
         finally:
-            self.sampling = False
             self.session._setupstate.teardown_exact(None)
         return result
 

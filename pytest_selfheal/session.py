@@ -186,7 +186,7 @@ class Controller:
     def start_local(self) -> None:
         """No xdist: this process records its own tests."""
         collector = self._collector() if self.collect_coverage else None
-        self.recorder = Recorder(self.info, "main", collector, sink=self.events.extend)
+        self.recorder = Recorder(self.info, "main", collector, batch=True)
         self.config.pluginmanager.register(self.recorder, "selfheal-recorder")
 
     def _collector(self) -> Any:
@@ -218,12 +218,22 @@ class Controller:
         if self.recorder is not None and self.recorder.coverage is not None:
             per_test, statements = self.recorder.coverage.stop()
             self._merge_coverage({"per_test": per_test, "statements": statements})
-        self._end_session(session)
         if self.recorder is not None:
-            self.recorder.shutdown()
+            self._collect_local()
+        self._end_session(session)
         self.result = self._run_pipeline(session)
         self._write_reports()
         self._apply_fail_on(session)
+
+    def _collect_local(self) -> None:
+        """This process's test spans, made now from what each test recorded (see Recorder)."""
+        from agent.phases.telemetry import gc_paused
+
+        if self.recorder is None:
+            return
+        with gc_paused():  # thousands of short-lived acyclic objects: nothing for gc to find
+            self.events.extend(self.recorder.collect())
+        self.recorder.shutdown()
 
     def _end_session(self, session: pytest.Session) -> None:
         from agent.otel import span_to_event
@@ -288,9 +298,7 @@ class Controller:
             return None
         from pytest_selfheal.sampler import InProcessSampler
 
-        sampler = InProcessSampler(session)
-        self.recorder.paused = lambda: sampler.sampling
-        return sampler
+        return InProcessSampler(session)
 
     def _rerun_spec(self) -> Any:
         from agent.phases.anomaly import RerunSpec

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from _pytest.runner import runtestprotocol
 
+from agent.outcomes import next_outcome
+
 PLAN_ENV = "SELFHEAL_REPEAT_PLAN"
 
 _results: list[dict[str, Any]] = []
@@ -21,25 +23,6 @@ def _plan() -> dict[str, Any]:
         return {}
     plan: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
     return plan
-
-
-def next_outcome(current: str, rep: pytest.TestReport) -> str:
-    """A test's outcome name after one more of its reports (setup, call, teardown).
-
-    The one naming rule for the plugin's recorder and for confirming re-runs.
-    """
-    xfail = hasattr(rep, "wasxfail")
-    if rep.when == "call":
-        if rep.passed:
-            return "xpassed" if xfail else "passed"
-        if rep.skipped:
-            return "xfailed" if xfail else "skipped"
-        return "failed"
-    if rep.failed:
-        return "error" if current in ("passed", "xpassed") else current
-    if rep.skipped and rep.when == "setup":
-        return "xfailed" if xfail else "skipped"
-    return current
 
 
 def outcome_of(reports: list[pytest.TestReport]) -> tuple[str, int]:
