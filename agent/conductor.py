@@ -74,27 +74,137 @@ def load_sequences(
     `checked_cache` names a file of content hashes that passed the schema before, so a
     repeated run with unchanged files skips jsonschema (its import alone costs ~50 ms).
     """
-    registry = registry or default_registry()
-    directory = directory or bundled_dir()
-    schema_path = bundled_dir() / SCHEMA
-    schema = _read_json(schema_path, [])
-    checked = _SchemaCache(checked_cache, schema_path)
-    problems: list[str] = []
-    files = _index_files(directory, problems)
-    if overlay is not None:
-        files = _overlay(files, overlay, problems)
-    result: dict[str, Sequence] = {}
-    for path in files:
-        seq = _load_one(path, schema, registry, problems, checked)
-        if seq is None:
-            continue
-        if seq.id in result:
-            problems.append(f"{path}: sequence id {seq.id!r} also in {result[seq.id].file}")
-        result[seq.id] = seq
-    if problems:
-        raise SequenceError("\n".join(problems))
-    checked.save()
-    return result
+    return SequenceLoader(directory, registry, overlay, checked_cache=checked_cache).load_all()
+
+
+class SequenceLoader:
+    """The sequence files of a directory (and overlay); each is checked on its first request.
+
+    Listing reads index.json and every listed file (a fraction of a millisecond), so ids are
+    known and a duplicate id is caught. Checking a sequence (schema, beat numbers, events) and
+    resolving its handlers, which imports its phase, waits until that sequence is asked for;
+    `load_all` checks everything at once, as `selfheal sequences check` does.
+    """
+
+    def __init__(
+        self,
+        directory: Path | None = None,
+        registry: Registry | None = None,
+        overlay: Path | None = None,
+        *,
+        checked_cache: Path | None = None,
+    ) -> None:
+        self.registry = default_registry() if registry is None else registry
+        self._directory = directory
+        self._overlay = overlay
+        self._checked_cache = checked_cache
+        self._listing: _Listing | None = None
+        self._resolved: dict[Path, Sequence] = {}
+
+    def ids(self) -> list[str]:
+        """The ids of the listed files that could be read, in index order (nothing resolved)."""
+        return list(dict.fromkeys(s.seq_id for s in self._list().sources if s.seq_id))
+
+    def get(self, seq_id: str) -> Sequence:
+        """One sequence, checked and resolved on first request; every problem of it at once."""
+        listing = self._list()
+        if listing.problems:
+            raise SequenceError("\n".join(listing.problems))
+        claims = [s for s in listing.sources if s.seq_id == seq_id]
+        if not claims:
+            # A file that could not be read, or has no id, may have been meant to be this one.
+            problems = [f"no sequence {seq_id!r} (known: {', '.join(self.ids())})"]
+            self._load([s for s in listing.sources if s.seq_id is None], problems)
+            raise SequenceError("\n".join(dict.fromkeys(problems)))
+        problems = []
+        found = self._load(claims, problems)
+        if problems:
+            raise SequenceError("\n".join(dict.fromkeys(problems)))
+        return found[seq_id]
+
+    def load_all(self) -> dict[str, Sequence]:
+        listing = self._list()
+        problems = list(listing.problems)
+        found = self._load(listing.sources, problems)
+        if problems:
+            raise SequenceError("\n".join(dict.fromkeys(problems)))
+        return found
+
+    def _list(self) -> _Listing:
+        if self._listing is None:
+            self._listing = _Listing.read(self._directory, self._overlay, self._checked_cache)
+        return self._listing
+
+    def _load(self, sources: list[_Source], problems: list[str]) -> dict[str, Sequence]:
+        listing = self._list()
+        result: dict[str, Sequence] = {}
+        for source in sources:
+            seq = self._resolved.get(source.path)
+            if seq is None:
+                seq = _load_one(source, listing.schema(), self.registry, problems, listing.checked)
+            if seq is None:
+                continue
+            self._resolved[source.path] = seq
+            if seq.id in result:
+                problems.append(
+                    f"{source.path}: sequence id {seq.id!r} also in {result[seq.id].file}"
+                )
+            result[seq.id] = seq
+        if not problems:
+            listing.checked.save(s.content for s in listing.sources)
+        return result
+
+
+@dataclass(frozen=True)
+class _Source:
+    """One listed sequence file as read: its bytes and JSON, or why it could not be read."""
+
+    path: Path
+    content: bytes
+    data: Any
+    problems: tuple[str, ...] = ()
+
+    @property
+    def seq_id(self) -> str | None:
+        raw = self.data.get("id") if isinstance(self.data, dict) else None
+        return raw if isinstance(raw, str) else None
+
+    @classmethod
+    def read(cls, path: Path) -> _Source:
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:
+            return cls(path, b"", None, (f"{path}: file not found",))
+        except OSError as exc:
+            return cls(path, b"", None, (f"{path}: cannot read: {exc.strerror or exc}",))
+        try:
+            return cls(path, content, json.loads(content.decode("utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return cls(path, content, None, (f"{path}: invalid JSON: {exc}",))
+
+
+@dataclass
+class _Listing:
+    """The files a sequence directory and overlay name, read but not yet checked."""
+
+    sources: list[_Source]
+    problems: list[str]  # about the index or the overlay itself
+    checked: _SchemaCache
+    _schema: Any = None
+
+    @classmethod
+    def read(cls, directory: Path | None, overlay: Path | None, cache: Path | None) -> _Listing:
+        problems: list[str] = []
+        files = _index_files(directory or bundled_dir(), problems)
+        if overlay is not None:
+            files = _overlay(files, overlay, problems)
+        checked = _SchemaCache(cache, bundled_dir() / SCHEMA)
+        return cls([_Source.read(path) for path in files], problems, checked)
+
+    def schema(self) -> Any:
+        if self._schema is None:
+            self._schema = _read_json(bundled_dir() / SCHEMA, [])
+        return self._schema
 
 
 class _SchemaCache:
@@ -104,7 +214,8 @@ class _SchemaCache:
 
     def __init__(self, path: Path | None, schema_path: Path) -> None:
         self.path = path
-        self._schema = _read_bytes(schema_path)
+        self._schema_path = schema_path
+        self._schema: bytes | None = None
         self._known: set[str] = set()
         self._passed: set[str] = set()
         if path is not None:
@@ -112,6 +223,8 @@ class _SchemaCache:
                 self._known = set(path.read_text(encoding="utf-8").split())
 
     def digest(self, content: bytes) -> str:
+        if self._schema is None:
+            self._schema = _read_bytes(self._schema_path)
         return hashlib.sha256(self.VERSION + self._schema + b"\0" + content).hexdigest()
 
     def passed_before(self, digest: str) -> bool:
@@ -120,15 +233,22 @@ class _SchemaCache:
     def passed(self, digest: str) -> None:
         self._passed.add(digest)
 
-    def save(self) -> None:
-        # Rewritten only when something new passed, and only beside an existing store
-        # directory (never created for it); a read-only location just means no cache.
-        if self.path is None or self._passed <= self._known or not self.path.parent.is_dir():
+    def save(self, listed: Iterable[bytes]) -> None:
+        """Keep the passes of the files listed now, whether checked in this process or before."""
+        # Sequences are checked one by one as they are played, so a pass from an earlier
+        # process stays while its file is unchanged; a file's old contents drop out.
+        # Rewritten only when that set changes, and only beside an existing store directory
+        # (never created for it); a read-only location just means no cache.
+        if self.path is None or not self.path.parent.is_dir():
+            return
+        keep = {d for d in map(self.digest, listed) if d in self._known or d in self._passed}
+        if keep == self._known:
             return
         with contextlib.suppress(OSError):
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-            tmp.write_text("\n".join(sorted(self._passed)) + "\n", encoding="utf-8")
+            tmp.write_text("\n".join(sorted(keep)) + "\n", encoding="utf-8")
             os.replace(tmp, self.path)
+            self._known = keep
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -179,17 +299,18 @@ def _read_json(path: Path, problems: list[str]) -> Any:
 
 
 def _load_one(
-    path: Path,
+    source: _Source,
     schema: Any,
     registry: Registry,
     problems: list[str],
     checked: _SchemaCache,
 ) -> Sequence | None:
-    data = _read_json(path, problems)
-    if data is None:
+    if source.problems:
+        problems.extend(source.problems)
         return None
+    path, data = source.path, source.data
     before = len(problems)
-    digest = checked.digest(_read_bytes(path))
+    digest = checked.digest(source.content)
     if not checked.passed_before(digest):
         _check_schema(path, data, schema, problems)
     if len(problems) > before:
@@ -201,7 +322,7 @@ def _load_one(
     last = 0
     for movement in data["movements"]:
         for raw in movement["beats"]:
-            beat = _load_beat(path, raw, registry, problems)
+            beat = _load_beat(path, raw, data["phase"], registry, problems)
             number = raw["beat"]
             where = f"{path}: beat {number} ({raw['handler']})"
             if number in seen_numbers:
@@ -241,10 +362,14 @@ def _json_where(pointer: list[Any], data: Any) -> str:
 
 
 def _load_beat(
-    path: Path, raw: dict[str, Any], registry: Registry, problems: list[str]
+    path: Path, raw: dict[str, Any], phase: str, registry: Registry, problems: list[str]
 ) -> Beat | None:
     where = f"{path}: beat {raw['beat']} ({raw['handler']})"
-    handler = registry.get(raw["handler"])
+    try:
+        handler = registry.get(raw["handler"], phase)
+    except SequenceError as exc:  # e.g. an entry point that fails to load or reuses a name
+        problems.extend(str(exc).splitlines())
+        return None
     if handler is None:
         problems.append(f"{where}: unknown handler {raw['handler']!r}")
         return None
@@ -312,8 +437,9 @@ class Conductor:
         sequences_dir: Path | None = None,
     ) -> None:
         self.config = config
-        self.registry = registry or default_registry()
-        self.sequences = load_sequences(
+        self.registry = default_registry() if registry is None else registry
+        # Nothing is read here: each sequence is checked, and its phase imported, on first play.
+        self._loader = SequenceLoader(
             sequences_dir,
             self.registry,
             config.sequences,
@@ -325,6 +451,15 @@ class Conductor:
         self._recorder = _Recorder()
         self._tracer = _make_tracer(self._recorder)
         self._depth = 0
+
+    def sequence(self, sequence_id: str) -> Sequence:
+        """One sequence, checked and resolved the first time it is asked for."""
+        return self._loader.get(sequence_id)
+
+    @property
+    def sequences(self) -> dict[str, Sequence]:
+        """Every sequence, checked and resolved (this imports every phase they use)."""
+        return self._loader.load_all()
 
     def store(self) -> Store:
         if self._store is None:
@@ -361,9 +496,7 @@ class Conductor:
 
     def play(self, sequence_id: str, baton: Any, *, deadline: float | None = None) -> Any:
         """Run every beat of one sequence in order and return the final baton."""
-        seq = self.sequences.get(sequence_id)
-        if seq is None:
-            raise SequenceError(f"no sequence {sequence_id!r} (known: {', '.join(self.sequences)})")
+        seq = self._loader.get(sequence_id)
         deadline = math.inf if deadline is None else deadline
         self._depth += 1
         try:
@@ -453,9 +586,28 @@ def _make_tracer(recorder: _Recorder) -> Tracer:
     return provider.get_tracer("selfheal.conductor")
 
 
-def check_directory(directory: Path | None, registry: Registry | None = None) -> list[Sequence]:
-    """Load a directory for `selfheal sequences check`; raises SequenceError with every problem."""
-    return list(load_sequences(directory, registry).values())
+def check_directory(
+    directory: Path | None, registry: Registry | None = None, overlay: Path | None = None
+) -> list[Sequence]:
+    """The full check of `selfheal sequences check`: every sequence and every handler source.
+
+    Unlike a play, this reads the entry points even when no sequence needs them, so a
+    third-party handler that reuses a builtin name is reported here. Raises SequenceError
+    with every problem, one line each.
+    """
+    registry = default_registry() if registry is None else registry
+    problems: list[str] = []
+    try:
+        registry.load_all()
+    except SequenceError as exc:
+        problems.extend(str(exc).splitlines())
+    try:
+        seqs = list(load_sequences(directory, registry, overlay).values())
+    except SequenceError as exc:
+        problems.extend(str(exc).splitlines())
+    if problems:
+        raise SequenceError("\n".join(dict.fromkeys(problems)))
+    return seqs
 
 
 def describe(seqs: Iterable[Sequence]) -> list[str]:

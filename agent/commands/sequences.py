@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from agent.conductor import describe, load_sequences
+    from agent.conductor import check_directory, describe
 
     config = config_from(args)
     directory: Path | None = None
@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
             raise SequenceError(f"{chosen}: not a directory")
         # A directory with its own index is a complete set; otherwise it overlays ours.
         directory, overlay = (chosen, None) if (chosen / "index.json").is_file() else (None, chosen)
-    seqs = load_sequences(directory, overlay=overlay)
+    # The full check, also for `show`: every phase and every entry-point handler is loaded.
+    seqs = {s.id: s for s in check_directory(directory, overlay=overlay)}
     if args.action == "show":
         seq = seqs.get(args.sequence_id)
         if seq is None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from agent.conductor import BeatContext, Conductor, load_sequences
+from agent.conductor import BeatContext, Conductor, check_directory, load_sequences
 from agent.config import Config
 from agent.errors import BeatError, SequenceError
 from agent.handlers import HandlerSet, Registry, default_registry, plugin_handlers
@@ -172,11 +175,22 @@ def test_bad_beat_is_one_line_naming_file_and_beat(
 def test_every_problem_is_reported_before_anything_runs(tmp_path: Path) -> None:
     directory = write_sequences(
         tmp_path / "seq",
-        {"custom.one": [beat(1, "nope")], "custom.two": [beat(1, "lastStep", "pure")]},
+        {
+            "custom.one": [beat(1, "firstStep"), beat(2, "nope"), beat(3, "lastStep", "pure")],
+            "custom.two": [beat(1, "lastStep", "pure")],
+        },
     )
-    with pytest.raises(SequenceError) as info:
-        Conductor(config_for(tmp_path), registry=make_registry(), sequences_dir=directory)
-    assert len(str(info.value).splitlines()) == 2
+    with pytest.raises(SequenceError) as info:  # the full check: every file
+        load_sequences(directory, make_registry())
+    assert len(str(info.value).splitlines()) == 3
+    # A play: every problem of that sequence, before its first beat runs.
+    with Conductor(config_for(tmp_path), registry=make_registry(), sequences_dir=directory) as cond:
+        with pytest.raises(SequenceError) as info:
+            cond.play("custom.one", Trail())
+        lines = str(info.value).splitlines()
+        assert len(lines) == 2
+        assert all(line.startswith(f"{directory / 'custom.one.json'}: beat ") for line in lines)
+        assert cond.beat_spans == []
 
 
 def test_schema_pass_is_cached_by_content_and_a_changed_file_is_checked_again(
@@ -202,10 +216,13 @@ def test_schema_pass_is_cached_by_content_and_a_changed_file_is_checked_again(
 def test_conductor_keeps_its_schema_cache_beside_the_store(tmp_path: Path) -> None:
     config = config_for(tmp_path)
     directory = write_sequences(tmp_path / "seq", {"custom.seq": [beat(1, "firstStep")]})
-    Conductor(config, registry=make_registry(), sequences_dir=directory).close()
+    with Conductor(config, registry=make_registry(), sequences_dir=directory) as cond:
+        cond.play("custom.seq", Trail())
     assert not config.store.parent.exists()  # never creates the store directory for it
     config.store.parent.mkdir()
-    Conductor(config, registry=make_registry(), sequences_dir=directory).close()
+    with Conductor(config, registry=make_registry(), sequences_dir=directory) as cond:
+        assert not (config.store.parent / "selfheal.db.sequences-checked").exists()  # lazy
+        cond.play("custom.seq", Trail())
     assert (config.store.parent / "selfheal.db.sequences-checked").is_file()
 
 
@@ -427,3 +444,153 @@ def test_grouped_plays_are_one_pipeline_run(tmp_path: Path) -> None:
     with Store.open(config.store) as store:
         runs = store.conn.execute("SELECT id FROM runs WHERE kind = 'pipeline'").fetchall()
         assert len(runs) == 1 and len(store.events(runs[0][0])) == 6
+
+
+# Laziness, proved in a fresh interpreter -------------------------------------------------
+
+UNPLAYED_PHASES = ("diagnosis", "fix", "validation", "deployment")
+
+PLAY_TELEMETRY = """
+import json, sys
+from pathlib import Path
+from agent.conductor import Conductor
+from agent.config import Config
+from agent.records import EventSource, TelemetryEvent
+
+root = Path(sys.argv[1])
+phases = lambda: sorted(m for m in sys.modules if m.startswith("agent.phases."))
+conductor = Conductor(Config(root=root, store=root / ".selfheal" / "selfheal.db"))
+after_init = phases()
+from agent.phases.telemetry import TelemetryRequest, ingest
+
+event = TelemetryEvent(EventSource.TEST, "tests", "test_one", 1, 2_000_000)
+with conductor:
+    outcome = ingest(conductor, TelemetryRequest(events=(event,), run_kind="test", keep_raw=True))
+seen = {"after_init": after_init, "after_play": phases(), "stored": outcome.stored_events}
+print(json.dumps(seen))
+"""
+
+
+def test_constructing_and_playing_telemetry_imports_no_other_phase(tmp_path: Path) -> None:
+    # A broken third-party entry point on the path: had the entry points been read, the
+    # play would fail naming it.
+    site = tmp_path / "site"
+    install_plugin(site)
+    (site / "loud_beats.py").write_text("raise ImportError('read')\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-c", PLAY_TELEMETRY, str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["after_init"] == []
+    assert seen["stored"] == 1
+    loaded = {name.split(".")[2] for name in seen["after_play"]}
+    assert "telemetry" in loaded
+    assert not loaded & set(UNPLAYED_PHASES), loaded
+
+
+GREEN_SUITE = {
+    "test_fast.py": "def test_one():\n    assert 1\n\ndef test_two():\n    assert 2\n",
+    "conftest.py": textwrap.dedent(
+        """
+        import json, os, sys
+
+        def pytest_unconfigure(config):
+            # After the plugin has played telemetry, anomaly and learning on this green run.
+            with open(os.environ["MODULES_OUT"], "w", encoding="utf-8") as out:
+                json.dump(sorted(m for m in sys.modules if m.startswith("agent.")), out)
+        """
+    ),
+}
+
+
+@pytest.mark.slow
+def test_a_green_selfheal_run_imports_no_unplayed_phase(
+    tmp_path: Path, make_repo: Callable[..., Path]
+) -> None:
+    repo = make_repo(GREEN_SUITE)
+    out = tmp_path / "modules.json"
+    args = ["-q", "-p", "no:cacheprovider", "--selfheal", "--selfheal-budget=0"]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SELFHEAL_")}}
+    env["MODULES_OUT"] = str(out)
+    for _ in range(2):  # the second run has a baseline to compare with
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", *args],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "2 tests recorded" in proc.stdout, proc.stdout
+    modules = json.loads(out.read_text(encoding="utf-8"))
+    assert "agent.phases.learning" in modules and "agent.phases.anomaly" in modules
+    loaded = {name.split(".")[2] for name in modules if name.startswith("agent.phases.")}
+    assert not loaded & set(UNPLAYED_PHASES), loaded
+
+
+def test_a_broken_sequence_is_a_clear_error_when_played_and_nothing_before(
+    tmp_path: Path,
+) -> None:
+    directory = write_sequences(
+        tmp_path / "seq",
+        {"custom.good": [beat(1, "firstStep")], "custom.bad": [beat(1, "firstStep")]},
+    )
+    (directory / "custom.bad.json").write_text('{"id": "custom.bad",', encoding="utf-8")
+    with Conductor(config_for(tmp_path), registry=make_registry(), sequences_dir=directory) as cond:
+        assert cond.play("custom.good", Trail()).steps == ("first",)  # unaffected
+        with pytest.raises(SequenceError) as info:
+            cond.play("custom.bad", Trail())
+    lines = str(info.value).splitlines()
+    assert lines[0] == "no sequence 'custom.bad' (known: custom.good)"
+    assert lines[1].startswith(f"{directory / 'custom.bad.json'}: invalid JSON")
+    with pytest.raises(SequenceError, match="invalid JSON"):
+        load_sequences(directory, make_registry())
+
+
+def test_a_bundled_sequence_broken_in_an_overlay_fails_its_play_and_the_check(
+    tmp_path: Path,
+) -> None:
+    user = tmp_path / "mine"
+    user.mkdir()
+    doc = json.loads((SEQUENCE_DIR / "fix.generate.json").read_text(encoding="utf-8"))
+    doc["movements"][0]["beats"][0]["handler"] = "generateFixRequestedd"
+    (user / "fix.generate.json").write_text(json.dumps(doc), encoding="utf-8")
+    config = dataclasses.replace(config_for(tmp_path), sequences=user)
+    with Conductor(config) as cond:
+        assert cond.sequence("telemetry.parse").phase == "telemetry"
+        with pytest.raises(SequenceError) as info:
+            cond.play("fix.generate", None)
+    expected = (
+        f"{user / 'fix.generate.json'}: beat 1 (generateFixRequestedd): "
+        "unknown handler 'generateFixRequestedd'"
+    )
+    assert str(info.value) == expected
+    with pytest.raises(SequenceError) as info:
+        check_directory(None, overlay=user)
+    assert str(info.value) == expected
+
+
+def test_a_sequence_is_resolved_once_and_a_duplicate_id_fails_its_play(tmp_path: Path) -> None:
+    directory = write_sequences(tmp_path / "seq", {"custom.seq": [beat(1, "firstStep")]})
+    with Conductor(config_for(tmp_path), registry=make_registry(), sequences_dir=directory) as cond:
+        assert cond.sequence("custom.seq") is cond.sequence("custom.seq")
+    copy = directory / "copy.json"
+    copy.write_text((directory / "custom.seq.json").read_text(encoding="utf-8"), encoding="utf-8")
+    index = json.loads((directory / "index.json").read_text(encoding="utf-8"))
+    index["sequences"].append(copy.name)
+    (directory / "index.json").write_text(json.dumps(index), encoding="utf-8")
+    with (
+        Conductor(config_for(tmp_path), registry=make_registry(), sequences_dir=directory) as cond,
+        pytest.raises(SequenceError) as info,
+    ):
+        cond.play("custom.seq", Trail())
+    original = directory / "custom.seq.json"
+    assert str(info.value) == f"{copy}: sequence id 'custom.seq' also in {original}"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from agent import git
 from agent.errors import GitError
-from agent.phases.deployment.message import TRAILER_PATCH
 
 MAX_COMMITS = 500  # how far back from HEAD the searches look
 
@@ -78,6 +77,9 @@ class History:
     def trailers(self) -> dict[str, str]:
         """Patch id -> the oldest commit whose message names it in a trailer."""
         if self._trailers is None:
+            # Imported here: the deployment phase is not loaded on runs that check no patch.
+            from agent.phases.deployment.message import TRAILER_PATCH
+
             out = git.run_git(
                 self.repo,
                 "log",
