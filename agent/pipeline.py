@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,43 +53,19 @@ def run_after_tests(
 ) -> PipelineResult:
     """Store the run through the telemetry phase, then detect anomalies against its history."""
     from agent.conductor import Conductor
-    from agent.phases.anomaly import DetectRequest, detect_run
-    from agent.phases.telemetry import TelemetryRequest, ingest
+    from agent.phases.telemetry import gc_paused
 
     timings: dict[str, float] = {}
     started = time.perf_counter()
     factory = (lambda: store) if store is not None else None
     conductor = Conductor(config, store_factory=factory, progress=progress)
     with conductor, conductor.grouped():  # one `pipeline` run for all phases
-        outcome = ingest(
-            conductor,
-            TelemetryRequest(
-                events=run.events,
-                run_kind="test",
-                commit=run.commit,
-                dirty=run.dirty,
-                env_key=run.env_key,
-                keep_raw=True,
-            ),
-        )
-        timings["telemetry"] = _lap(started)
-        map_id = _save_coverage(conductor.store(), run, outcome.run_id)
-        baton = detect_run(
-            conductor,
-            DetectRequest(
-                run_id=outcome.run_id,
-                env_key=run.env_key,
-                commit=run.commit,
-                dirty=run.dirty,
-                root=run.root,
-                rerun=run.rerun,
-                coverage_map_id=map_id,
-                sampler=run.sampler,
-                timed=run.timed,
-            ),
-        )
-        timings["anomaly"] = _lap(started) - timings["telemetry"]
-        learned = _learn(conductor, progress)
+        # The data path makes only acyclic data; the collector's passes over the test session's
+        # heap cost more than the rest of a green run's detection (see gc_paused).
+        sampler = _collecting(run.sampler, gc.isenabled())
+        with gc_paused():
+            run_id, map_id, baton = _record_and_detect(conductor, run, sampler, started, timings)
+            learned = _learn(conductor, progress)
         healed = None
         # A running agent of this project (or the agent that started this run) heals instead.
         handed = _hand_off(config, baton.anomalies) if config.budget_s > 0 else None
@@ -98,7 +75,7 @@ def run_after_tests(
             healed = heal(conductor, baton.anomalies, config.budget_s, progress)
             timings["heal"] = _lap(started) - timings["anomaly"] - timings["telemetry"]
     return PipelineResult(
-        run_id=outcome.run_id,
+        run_id=run_id,
         tests=len(baton.current),
         anomalies=baton.anomalies,
         baseline_runs=len(baton.baseline_runs),
@@ -108,6 +85,65 @@ def run_after_tests(
         heal=healed,
         learning=learned,
     )
+
+
+def _record_and_detect(
+    conductor: Any, run: TestRun, sampler: Any, started: float, timings: dict[str, float]
+) -> tuple[int, int, Any]:
+    """Phases 1 and 2: the run id, the coverage map id and the anomaly phase's final baton."""
+    from agent.phases.anomaly import DetectRequest, detect_run
+    from agent.phases.telemetry import TelemetryRequest, ingest
+
+    outcome = ingest(
+        conductor,
+        TelemetryRequest(
+            events=run.events,
+            run_kind="test",
+            commit=run.commit,
+            dirty=run.dirty,
+            env_key=run.env_key,
+            keep_raw=True,
+            hand_on=True,  # detection reads the run from memory, not back from the store
+        ),
+    )
+    timings["telemetry"] = _lap(started)
+    map_id = _save_coverage(conductor.store(), run, outcome.run_id)
+    baton = detect_run(
+        conductor,
+        DetectRequest(
+            run_id=outcome.run_id,
+            env_key=run.env_key,
+            commit=run.commit,
+            dirty=run.dirty,
+            root=run.root,
+            rerun=run.rerun,
+            coverage_map_id=map_id,
+            sampler=sampler,
+            timed=run.timed,
+            events=outcome.handed_on,
+        ),
+    )
+    timings["anomaly"] = _lap(started) - timings["telemetry"]
+    return outcome.run_id, map_id, baton
+
+
+def _collecting(sampler: Any, collector: bool) -> Any:
+    """The in-process timing re-runs, with the collector as it was while the suite ran: the
+    re-runs are compared with the suite's durations, so they are measured the same way."""
+    if sampler is None:
+        return None
+
+    def sample(nodeids: Sequence[str], runs: Mapping[str, int]) -> Any:
+        paused = not gc.isenabled()
+        if collector and paused:
+            gc.enable()
+        try:
+            return sampler(nodeids, runs)
+        finally:
+            if collector and paused:
+                gc.disable()
+
+    return sample
 
 
 def _learn(conductor: Any, progress: Callable[[str], None] | None) -> Any:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Set
+from typing import Any, TypeVar
 
 from agent.phases.anomaly import model as m
 from agent.store import Store
@@ -14,46 +14,79 @@ from agent.store import Store
 # by `-k` or `--lf` in some runs still get a full sample.
 RUN_WINDOW_FACTOR = 2
 
+T = TypeVar("T")
+# One span as observations are made of it: the `spans` columns load_current reads (source,
+# span id, parent span id, operation, start, duration, exception signature, code file), then
+# what `detail` opens for test spans only (the stored payload, or the event itself).
+SpanRow = tuple[str, str, str, str, int, int, str, str, T]
+# What a test's observation needs beyond those columns: attributes, code line, exception message.
+Detail = tuple[Mapping[str, Any], Any, Any]
+_TestSpan = tuple[Mapping[str, Any], int, int, str, str, Any, Any]
+
 
 def load_current(store: Store, run_id: int) -> tuple[m.TestObservation, ...]:
-    """The tests of one run, with the operations their child spans ran (by count)."""
+    """The tests of one stored run, read back from its spans (for callers with a run id only)."""
     rows = store.conn.execute(
         "SELECT source, span_id, parent_span_id, operation, start_ns, duration_ns,"
         " exception_signature, code_file, payload FROM spans WHERE run_id = ? ORDER BY id",
         (run_id,),
-    ).fetchall()
-    tests: dict[str, dict[str, Any]] = {}
+    )
+    return observations(rows, _payload_detail)
+
+
+def current_from_events(events: Iterable[m.StoredEvent]) -> tuple[m.TestObservation, ...]:
+    """The tests of a run from its stored events, as the telemetry phase handed them on."""
+    spans = (
+        (
+            e.source.value,
+            e.span_id,
+            e.parent_span_id,
+            e.operation,
+            e.start_ns,
+            e.duration_ns,
+            e.exception_signature,
+            e.location.file,
+            e,
+        )
+        for e in events
+    )
+    return observations(spans, _event_detail)
+
+
+def observations(
+    spans: Iterable[SpanRow[T]], detail: Callable[[T], Detail]
+) -> tuple[m.TestObservation, ...]:
+    """The tests of a run, with the operations their child spans ran (by count).
+
+    `spans` in stored order; `detail` is asked only for test spans (decoding a payload is
+    most of the cost of reading a run back, and most spans are not tests).
+    """
+    tests: dict[str, _TestSpan] = {}
     parents: dict[str, str] = {}
     ops: dict[str, str] = {}
-    for source, span_id, parent, op, start, dur, sig, file, payload in rows:
+    for source, span_id, parent, op, start, dur, sig, file, more in spans:
         parents[span_id] = parent
         ops[span_id] = op
         if source == "test":
-            row = _test_row(json.loads(payload), start, dur, sig, file)
-            if row["attrs"].get(m.ATTR_NODEID):  # the session span has none
-                tests[span_id] = row
-    children = _children_per_test(parents, ops, set(tests))
-    return tuple(
-        _observation(row, children.get(span_id, Counter())) for span_id, row in tests.items()
-    )
+            attrs, line, message = detail(more)
+            if attrs.get(m.ATTR_NODEID):  # the session span has none
+                tests[span_id] = (attrs, start, dur, sig, file, line, message)
+    children = _children_per_test(parents, ops, tests.keys())
+    return tuple(_observation(row, children.get(span_id)) for span_id, row in tests.items())
 
 
-def _test_row(payload: dict[str, Any], start: int, dur: int, sig: str, file: str) -> dict[str, Any]:
-    attrs = payload.get("attributes", {})
-    loc = payload.get("location", {})
-    return {
-        "attrs": attrs,
-        "start": start,
-        "dur": dur,
-        "sig": sig,
-        "file": file,
-        "line": int(loc.get("line", 0) or 0),
-        "message": str(payload.get("exception_message", ""))[:500],
-    }
+def _payload_detail(payload: str) -> Detail:
+    data = json.loads(payload)
+    line = data.get("location", {}).get("line", 0)
+    return data.get("attributes", {}), line, data.get("exception_message", "")
+
+
+def _event_detail(event: m.StoredEvent) -> Detail:
+    return event.attributes, event.location.line, event.exception_message
 
 
 def _children_per_test(
-    parents: Mapping[str, str], ops: Mapping[str, str], tests: set[str]
+    parents: Mapping[str, str], ops: Mapping[str, str], tests: Set[str]
 ) -> dict[str, Counter[str]]:
     """Walk each non-test span up to its test span; count operations per test."""
     result: dict[str, Counter[str]] = {}
@@ -68,22 +101,22 @@ def _children_per_test(
     return result
 
 
-def _observation(row: dict[str, Any], children: Counter[str]) -> m.TestObservation:
-    attrs = row["attrs"]
+def _observation(row: _TestSpan, children: Counter[str] | None) -> m.TestObservation:
+    attrs, start, dur, sig, file, line, message = row
     ratio = attrs.get(m.ATTR_RATIO)
     floor = attrs.get(m.ATTR_FLOOR_MS)
     return m.TestObservation(
         nodeid=str(attrs.get(m.ATTR_NODEID, "")),
         outcome=str(attrs.get(m.ATTR_OUTCOME, "")),
-        call_ns=int(attrs.get(m.ATTR_CALL_NS, row["dur"])),
-        total_ns=int(row["dur"]),
-        signature=row["sig"],
-        message=row["message"],
-        file=row["file"],
-        line=row["line"],
+        call_ns=int(attrs.get(m.ATTR_CALL_NS, dur)),
+        total_ns=int(dur),
+        signature=sig,
+        message=str(message)[:500],
+        file=file,
+        line=int(line or 0),
         worker=str(attrs.get(m.ATTR_WORKER, "")),
-        start_ns=int(row["start"]),
-        children=dict(children),
+        start_ns=int(start),
+        children=dict(children) if children else {},
         ratio=float(ratio) if isinstance(ratio, int | float) else None,
         floor_ms=float(floor) if isinstance(floor, int | float) else None,
     )

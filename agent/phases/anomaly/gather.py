@@ -27,7 +27,10 @@ def load_test_run(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
     """The run's test spans and each test's comparable history, newest first."""
     req = baton.request
     store = ctx.store
-    current = baseline.load_current(store, req.run_id)
+    if req.events is not None:  # handed on by the telemetry phase that just stored them
+        current = baseline.current_from_events(req.events)
+    else:
+        current = baseline.load_current(store, req.run_id)
     if not current:
         return baton
     runs, history = baseline.load_history(store, req.env_key, req.run_id, ctx.config.history)

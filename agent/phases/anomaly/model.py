@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
-from agent.records import Anomaly
+from agent.records import Anomaly, AttrValue, CodeLocation, EventSource
 
 _NO_CHILDREN: Mapping[str, int] = MappingProxyType({})
 
@@ -42,6 +42,32 @@ class RerunSpec:
     timeout_s: float = 120.0
 
 
+class StoredEvent(Protocol):
+    """One stored span as detection reads it: a TelemetryEvent, or the telemetry phase's own
+    normalised form of it (handed on with the run, see `DetectRequest.events`)."""
+
+    @property
+    def source(self) -> EventSource: ...
+    @property
+    def operation(self) -> str: ...
+    @property
+    def start_ns(self) -> int: ...
+    @property
+    def duration_ns(self) -> int: ...
+    @property
+    def span_id(self) -> str: ...
+    @property
+    def parent_span_id(self) -> str: ...
+    @property
+    def location(self) -> CodeLocation: ...
+    @property
+    def exception_message(self) -> str: ...
+    @property
+    def exception_signature(self) -> str: ...
+    @property
+    def attributes(self) -> Mapping[str, AttrValue]: ...
+
+
 @dataclass(frozen=True)
 class DetectRequest:
     """What to compare: a stored test run (or telemetry run) against its comparable history."""
@@ -60,6 +86,9 @@ class DetectRequest:
     # False when the run's durations were measured under coverage tracing: they are still
     # screened (suspects are confirmed by untraced re-runs) but never become baseline.
     timed: bool = True
+    # The run's stored events in `spans` order, as the telemetry phase handed them on (no
+    # re-read of what was just written); None: read the run back from the store.
+    events: Sequence[StoredEvent] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

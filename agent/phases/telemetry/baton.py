@@ -32,6 +32,10 @@ class TelemetryRequest:
     batch_events: int = 10_000  # events per batch: bounds memory, whatever the input size
     max_operations: int = 10_000
     exemplars: int = 3  # slowest and failing events kept per operation when not keep_raw
+    # Hand the stored events on in the outcome (`handed_on`), so that the next phase reads the
+    # run from memory instead of back from the store; needs keep_raw. Memory grows with the
+    # ingest, so only for runs that fit in memory anyway (a test session's events).
+    hand_on: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class TelemetryOutcome:
     unresolved_parents: int
     overflow: int
     batches: int
+    # With `hand_on`: every stored event, normalised, in the order of the `spans` rows.
+    handed_on: tuple[RawEvent, ...] = ()
 
     @property
     def malformed_total(self) -> int:
@@ -76,6 +82,7 @@ class IngestState:
     aggregator: Aggregator
     events: int = 0
     stored: int = 0
+    kept: list[RawEvent] = field(default_factory=list)  # stored events, with `hand_on`
 
     @classmethod
     def for_request(cls, request: TelemetryRequest) -> IngestState:

@@ -50,6 +50,8 @@ def request_problems(req: TelemetryRequest) -> list[str]:
         problems.append("nothing to ingest: no sources and no events")
     if req.batch_events < 1 or req.max_operations < 1 or req.exemplars < 0:
         problems.append("batch_events and max_operations must be positive, exemplars >= 0")
+    if req.hand_on and not req.keep_raw:
+        problems.append("hand_on needs keep_raw: only a run stored whole can be handed on")
     if not all(isinstance(p, Path) for p in req.sources):
         problems.append("sources must be paths")
     if not all(isinstance(e, TelemetryEvent) for e in req.events):
@@ -114,13 +116,16 @@ def store_telemetry_database(baton: TelemetryBaton, ctx: BeatContext) -> Telemet
         baton.run.kind, baton.run.commit, baton.run.dirty, baton.run.env_key
     )
     state = baton.state
-    if baton.request.keep_raw:
+    request = baton.request
+    if request.keep_raw:
         state.stored += store.insert_event_rows(span_rows(run_id, baton.normalised))
     if baton.exhausted:
-        if not baton.request.keep_raw:
+        if not request.keep_raw:
             state.stored += store.insert_events(run_id, state.aggregator.exemplar_events())
         store.insert_metrics(run_id, baton.metrics)
         store.end_run(run_id, "ok", run_summary(baton))
+    if request.hand_on:
+        state.kept.extend(baton.normalised)
     return replace(baton, run_id=run_id, normalised=())
 
 
@@ -164,6 +169,7 @@ def parse_telemetry_completed(baton: TelemetryBaton, ctx: BeatContext) -> Teleme
         unresolved_parents=state.links.unresolved,
         overflow=state.aggregator.overflow,
         batches=baton.batch,
+        handed_on=tuple(state.kept),
     )
     ctx.progress(f"telemetry: run {baton.run_id}, {state.events} events")
     return replace(baton, outcome=outcome)

@@ -130,6 +130,15 @@ class RawEvent:
     def exc_stack(self) -> str:
         return self.exception[2] if self.exception else ""
 
+    # The record's names for the same fields: detection reads handed-on events of either kind.
+    @property
+    def exception_message(self) -> str:
+        return self.exception[1] if self.exception else ""
+
+    @property
+    def exception_signature(self) -> str:
+        return self.signature
+
     @property
     def parent_operation(self) -> str:
         return self.parent_key[1] if self.parent_key is not None else ""

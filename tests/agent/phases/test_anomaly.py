@@ -9,7 +9,15 @@ import pytest
 
 from agent.conductor import Conductor
 from agent.config import Config
-from agent.phases.anomaly import aggregate, behavioral, detect, errors, gaps, performance
+from agent.phases.anomaly import (
+    aggregate,
+    behavioral,
+    detect,
+    detect_run,
+    errors,
+    gaps,
+    performance,
+)
 from agent.phases.anomaly.model import (
     AnomalyBaton,
     Confirmation,
@@ -297,3 +305,81 @@ def test_durations_under_coverage_tracing_never_become_baseline(tmp_path: Path) 
         _, history = baseline.load_history(store, "e", run + 1, 20)
         assert history["t.py::a"][0].call_ns == -1
         assert performance.baseline_sample(history["t.py::a"]) == []
+
+
+def _recorded_session() -> tuple[TelemetryEvent, ...]:
+    """A test session as the plugin records it, made with the OTel SDK: a session span, tests
+    under it (children first, as they end first), instrumented calls and calls of calls under
+    the tests, failures with real exceptions, a per-test threshold marker."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
+
+    from agent.otel import span_to_event
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "pytest"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("test")
+    tests: set[str] = set()
+    with tracer.start_as_current_span("pytest session"):
+        for i, outcome in enumerate(("passed", "failed", "passed", "error", "skipped")):
+            nodeid = f"tests/test_app.py::test_{i}"
+            attrs: dict[str, str | int | float] = {
+                "selfheal.test.nodeid": nodeid,
+                "selfheal.test.outcome": outcome,
+                "selfheal.test.call_ns": 1000 * (i + 1),
+                "selfheal.test.worker": "gw0",
+                "code.file.path": "tests/test_app.py",
+                "code.line.number": 10 * i + 3,
+                "code.function.name": f"test_{i}",
+            }
+            if i == 2:
+                attrs["selfheal.threshold.ratio"] = 2.0
+            with tracer.start_as_current_span(f"test_{i}", attributes=attrs) as test:
+                tests.add(test.get_span_context().span_id)
+                for _ in range(i):  # calls of calls: counted under the test they ran in
+                    with (
+                        tracer.start_as_current_span("db.query"),
+                        tracer.start_as_current_span("db.connect"),
+                    ):
+                        pass
+                if outcome in ("failed", "error"):
+                    try:
+                        {}["missing"]
+                    except KeyError as exc:
+                        test.record_exception(exc)
+                        test.set_status(Status(StatusCode.ERROR, "boom"))
+    provider.shutdown()
+    spans = memory.get_finished_spans()
+    events = []
+    for s in spans:
+        is_test = s.context.span_id in tests or not s.parent  # a test, or the session
+        events.append(span_to_event(s, EventSource.TEST if is_test else EventSource.SPAN))
+    return tuple(events)
+
+
+def test_observations_handed_on_equal_those_read_back_from_the_store(tmp_path: Path) -> None:
+    from agent.phases.anomaly import baseline
+
+    config = Config(root=tmp_path, store=tmp_path / "s.db")
+    events = _recorded_session()
+    with Store.open(config.store) as store, Conductor(config, store_factory=lambda: store) as cond:
+        out = ingest(
+            cond,
+            TelemetryRequest(events=events, run_kind="test", keep_raw=True, hand_on=True),
+        )
+        handed = baseline.current_from_events(out.handed_on)
+        read_back = baseline.load_current(store, out.run_id)
+        from_records = baseline.current_from_events(store.events(out.run_id))
+        baton = detect_run(cond, DetectRequest(run_id=out.run_id, events=out.handed_on))
+    assert handed == read_back == from_records == baton.current
+    by_id = {o.nodeid.rsplit("_", 1)[-1]: o for o in handed}
+    assert [o.outcome for o in handed] == ["passed", "failed", "passed", "error", "skipped"]
+    assert by_id["3"].children == {"db.query": 3, "db.connect": 3}
+    assert by_id["0"].children == {}
+    assert by_id["1"].signature.startswith("KeyError") and "missing" in by_id["1"].message
+    assert (by_id["2"].ratio, by_id["2"].line, by_id["2"].worker) == (2.0, 23, "gw0")
+    assert by_id["4"].call_ns == 5000 and by_id["4"].file == "tests/test_app.py"

@@ -308,3 +308,34 @@ def test_attributes_read_again_from_their_line_are_each_spans_own(
         events = store.events(out.run_id)
     assert [e.attributes["n"] for e in events] == list(range(1, 12))
     assert events[5].attributes == {"n": 6, "user": "u6"}
+
+
+def test_hand_on_gives_the_stored_events_in_row_order(
+    conductor: Conductor, config: Config, tmp_path: Path
+) -> None:
+    # A child before its parent and one event per batch: the child is held back until its
+    # parent comes, so the stored order is not the order read.
+    path = write_lines(
+        tmp_path / "t.jsonl",
+        request("api", [span("child", 7, 10, parent=1, error="KeyError")]),
+        request("api", [span("other", 8, 1)]),
+        request("api", [span("root", 7, 1, attrs={"code.function": "root"})]),
+    )
+    out = ingest(
+        conductor,
+        TelemetryRequest(sources=(path,), batch_events=1, keep_raw=True, hand_on=True),
+    )
+    with Store.open(config.store) as store:
+        stored = store.events(out.run_id)
+    assert out.batches > 3
+    assert [e.to_event() for e in out.handed_on] == stored
+    assert [e.operation for e in stored] == ["other", "child", "root"]
+    assert stored[1].parent_operation == "root" and stored[1].exception_signature
+    kept = ingest(conductor, TelemetryRequest(sources=(path,), keep_raw=True))
+    assert kept.handed_on == ()  # only on request: a large ingest must not stay in memory
+
+
+def test_hand_on_needs_every_event_stored(conductor: Conductor) -> None:
+    events = (TelemetryEvent(EventSource.TEST, "pytest", "t", 1, 2),)
+    with pytest.raises(BeatError, match="hand_on needs keep_raw"):
+        ingest(conductor, TelemetryRequest(events=events, hand_on=True))
