@@ -63,6 +63,25 @@ def is_suspect(
     return r >= ratio and median(current) - median(baseline) >= floor
 
 
+# Below this many baseline runs the spread of a test's durations is not known well enough to
+# judge one measurement against it; the ratio and the floor decide alone.
+NOISE_MIN_BASELINE = 5
+NOISE_Z = 3.0  # how many robust standard deviations one measurement must clear
+
+
+def beyond_noise(value: float, baseline: Sequence[float], z: float = NOISE_Z) -> bool:
+    """Is one measurement above the baseline's usual spread (median + z robust sigmas)?
+
+    The robust sigma is 1.4826 x the median absolute deviation: one hiccup in the history does
+    not widen it, and a test whose durations never varied (MAD 0) is judged by the ratio alone.
+    """
+    if len(baseline) < NOISE_MIN_BASELINE:
+        return True
+    centre = median(baseline)
+    sigma = 1.4826 * median([abs(b - centre) for b in baseline])
+    return value > centre + z * sigma
+
+
 def severity_for_ratio(ratio: float, bands: tuple[float, float, float] = DEFAULT_BANDS) -> Severity:
     """Below the first band low; then medium, high, critical at each band (inclusive)."""
     medium, high, critical = bands

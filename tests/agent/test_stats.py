@@ -61,6 +61,20 @@ def test_is_suspect(
 
 
 @pytest.mark.parametrize(
+    ("value", "baseline", "expected"),
+    [
+        (13.0, [10.0, 10.0, 10.0, 10.0, 10.0], True),  # a steady test: any rise is beyond it
+        (13.0, [6.0, 14.0, 10.0, 8.0, 12.0], False),  # within a noisy test's usual spread
+        (30.0, [6.0, 14.0, 10.0, 8.0, 12.0], True),  # far beyond it
+        (13.0, [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 60.0], True),  # one hiccup widens nothing
+        (11.0, [6.0, 14.0], True),  # too few runs to know the spread: not judged here
+    ],
+)
+def test_beyond_noise(value: float, baseline: list[float], expected: bool) -> None:
+    assert stats.beyond_noise(value, baseline) is expected
+
+
+@pytest.mark.parametrize(
     ("ratio", "expected"),
     [
         (1.25, Severity.LOW),

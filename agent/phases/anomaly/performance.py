@@ -22,7 +22,19 @@ class Suspect:
 
     def still_slow(self, duration_ns: int) -> bool:
         """Does one more measurement still clear the screen? (a pilot run's check)"""
-        return stats.is_suspect([duration_ns], self.baseline, self.ratio, self.floor_ns)
+        return clears_screen(duration_ns, self.baseline, self.ratio, self.floor_ns)
+
+
+def clears_screen(duration_ns: int, base: Sequence[int], ratio: float, floor_ns: float) -> bool:
+    """One measurement is a suspect: ratio, floor, and above the test's own usual spread.
+
+    The spread condition keeps naturally noisy tests (property-based tests, I/O) from becoming
+    suspects, and costing a confirming re-run, on every green run; a steady test is judged by
+    the ratio and the floor, which a real slowdown clears anyway.
+    """
+    return stats.is_suspect([duration_ns], base, ratio, floor_ns) and stats.beyond_noise(
+        duration_ns, base
+    )
 
 
 def baseline_sample(past: Sequence[PastResult]) -> list[int]:
@@ -43,8 +55,8 @@ def screen(
             continue
         base = baseline_sample(history.get(obs.nodeid, ()))
         limits = thresholds(config, obs.ratio, obs.floor_ms)
-        if len(base) >= MIN_BASELINE and stats.is_suspect(
-            [obs.call_ns], base, limits.ratio, limits.floor_ns
+        if len(base) >= MIN_BASELINE and clears_screen(
+            obs.call_ns, base, limits.ratio, limits.floor_ns
         ):
             flagged.append((obs.nodeid, base, limits.ratio, limits.floor_ns))
     family_alpha = config.perf_alpha / max(1, len(flagged))
@@ -70,8 +82,8 @@ def detect_slowdowns(baton: AnomalyBaton, config: Config) -> list[Anomaly]:
             continue
         base = baseline_sample(baton.history.get(obs.nodeid, ()))
         limits = thresholds(config, obs.ratio, obs.floor_ms)
-        if len(base) < MIN_BASELINE or not stats.is_suspect(
-            [obs.call_ns], base, limits.ratio, limits.floor_ns
+        if len(base) < MIN_BASELINE or not clears_screen(
+            obs.call_ns, base, limits.ratio, limits.floor_ns
         ):
             continue
         # The re-runs are fresh data, independent of the screen that picked the test; the

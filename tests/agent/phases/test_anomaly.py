@@ -84,6 +84,13 @@ def test_slowdown_needs_ratio_floor_and_a_significant_rerun_sample() -> None:
     assert performance.detect_slowdowns(baton(current, history, confirmation=refuted), CONFIG) == []
 
 
+def test_a_noisy_test_within_its_usual_spread_is_no_suspect() -> None:
+    noisy = [past(call_ms=ms) for ms in (20, 60, 35, 45, 25, 50, 30)]  # median 35, wide spread
+    assert performance.screen([obs(call_ms=50)], {"t.py::test_a": noisy}, CONFIG) == []
+    (suspect,) = performance.screen([obs(call_ms=120)], {"t.py::test_a": noisy}, CONFIG)
+    assert suspect.nodeid == "t.py::test_a" and not suspect.still_slow(50 * MS)
+
+
 def test_no_slowdown_under_the_floor_or_with_a_tolerant_marker() -> None:
     history = {"t.py::test_a": [past(call_ms=1) for _ in range(5)]}
     assert performance.screen([obs(call_ms=3)], history, CONFIG) == []  # 3x but +2 ms < floor
