@@ -103,22 +103,22 @@ def _children_per_test(
 
 def _observation(row: _TestSpan, children: Counter[str] | None) -> m.TestObservation:
     attrs, start, dur, sig, file, line, message = row
-    ratio = attrs.get(m.ATTR_RATIO)
-    floor = attrs.get(m.ATTR_FLOOR_MS)
-    return m.TestObservation(
-        nodeid=str(attrs.get(m.ATTR_NODEID, "")),
-        outcome=str(attrs.get(m.ATTR_OUTCOME, "")),
-        call_ns=int(attrs.get(m.ATTR_CALL_NS, dur)),
-        total_ns=int(dur),
-        signature=sig,
-        message=str(message)[:500],
-        file=file,
-        line=int(line or 0),
-        worker=str(attrs.get(m.ATTR_WORKER, "")),
-        start_ns=int(start),
-        children=dict(children) if children else {},
-        ratio=float(ratio) if isinstance(ratio, int | float) else None,
-        floor_ms=float(floor) if isinstance(floor, int | float) else None,
+    get = attrs.get
+    ratio, floor = get(m.ATTR_RATIO), get(m.ATTR_FLOOR_MS)
+    return m.TestObservation(  # positional, in field order: one of these per test
+        str(get(m.ATTR_NODEID, "")),
+        str(get(m.ATTR_OUTCOME, "")),
+        int(get(m.ATTR_CALL_NS, dur)),
+        int(dur),
+        sig,
+        str(message)[:500],
+        file,
+        int(line or 0),
+        str(get(m.ATTR_WORKER, "")),
+        int(start),
+        dict(children) if children else {},
+        float(ratio) if isinstance(ratio, (int, float)) else None,
+        float(floor) if isinstance(floor, (int, float)) else None,
     )
 
 
@@ -211,16 +211,17 @@ def save_baseline(
 ) -> int:
     """Put this run at the head of each test's rolling history (one row per test)."""
     rows = []
+    run_id = req.run_id
     for t in tests:
         if not t.nodeid:
             continue
         # -1: a duration measured under coverage tracing, not comparable with untraced runs.
         call_ns = t.call_ns if req.timed else -1
-        entry = [req.run_id, req.commit, req.dirty, t.outcome, call_ns, t.signature]
+        entry = [run_id, req.commit, req.dirty, t.outcome, call_ns, t.signature]
         if t.children:
             entry.append(dict(t.children))
-        older = [_entry(p) for p in history.get(t.nodeid, ()) if p.run_id != req.run_id]
-        rows.append((req.env_key, t.nodeid, req.run_id, json.dumps([entry, *older][:keep])))
+        older = [_entry(p) for p in history.get(t.nodeid, ()) if p[0] != run_id]
+        rows.append((req.env_key, t.nodeid, run_id, _json([entry, *older][:keep])))
     with store.transaction() as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO test_baseline (env_key, nodeid, updated_run, history)"
@@ -230,11 +231,28 @@ def save_baseline(
     return len(rows)
 
 
-def _entry(p: m.PastResult) -> list[object]:
-    entry: list[object] = [p.run_id, p.commit, p.dirty, p.outcome, p.call_ns, p.signature]
-    if p.children:
-        entry.append(dict(p.children))
-    return entry
+def _entry(p: m.PastResult) -> tuple[object, ...]:
+    """A result as its baseline entry: [run, commit, dirty, outcome, call_ns, signature] and the
+    children only when there are any (a named tuple encodes as that list)."""
+    return p[:6] if not p.children else (*p[:6], dict(p.children))
+
+
+def _refuse(value: object) -> object:
+    raise TypeError(f"{value!r} is not JSON")
+
+
+# json.dumps makes a new encoder on every call, most of the cost of a row's small list; this
+# one is made once and writes the same text (CPython's C encoder, json.dumps' separators).
+_make = getattr(json.encoder, "c_make_encoder", None)
+_C_JSON = (
+    _make(None, _refuse, json.encoder.encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    if _make is not None
+    else None
+)
+
+
+def _json(value: object) -> str:
+    return json.dumps(value) if _C_JSON is None else "".join(_C_JSON(value, 0))
 
 
 def run_commit(store: Store, run_id: int) -> str:
