@@ -390,3 +390,24 @@ def test_observations_handed_on_equal_those_read_back_from_the_store(tmp_path: P
     assert by_id["1"].signature.startswith("KeyError") and "missing" in by_id["1"].message
     assert (by_id["2"].ratio, by_id["2"].line, by_id["2"].worker) == (2.0, 23, "gw0")
     assert by_id["4"].call_ns == 5000 and by_id["4"].file == "tests/test_app.py"
+
+
+def test_baseline_runs_are_the_newest_earlier_runs_of_the_environment(tmp_path: Path) -> None:
+    from agent.phases.anomaly import baseline
+
+    with Store.open(tmp_path / "s.db") as store:
+        envs = ["e", "other", "e", "e", "other", "e"]
+        runs = [store.begin_run("test", env_key=env) for env in envs]
+        for run, env in zip(runs, envs, strict=True):
+            for test in ("t.py::a", "t.py::b"):
+                store.conn.execute(
+                    "INSERT INTO test_history (run_id, env_key, nodeid, outcome, call_ns,"
+                    " total_ns) VALUES (?, ?, ?, 'passed', 1, 1)",
+                    (run, env, test),
+                )
+        e_runs = [r for r, env in zip(runs, envs, strict=True) if env == "e"]
+        assert baseline.baseline_runs(store, "e", runs[-1], 2) == e_runs[-2:-4:-1]
+        assert baseline.baseline_runs(store, "e", runs[-1] + 1, 10) == e_runs[::-1]
+        assert baseline.baseline_runs(store, "e", runs[2], 10) == [runs[0]]
+        assert baseline.baseline_runs(store, "e", runs[0], 10) == []
+        assert baseline.baseline_runs(store, "none", runs[-1] + 1, 10) == []
