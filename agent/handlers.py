@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -112,19 +113,22 @@ class PhaseRegistry(Registry):
         self._pending = dict(BUILTIN_PHASES)
         self._plugins_read = False
         self._plugin_problems = ""  # kept, so every later need of the entry points fails alike
+        self._lock = threading.RLock()  # conductors in several threads may share one registry
 
     def get(self, name: str, phase: str | None = None) -> Handler | None:
-        if phase is not None and phase in self._pending:
-            self._load_phase(phase)
-        found = self._by_name.get(name)
-        if found is None:  # another phase's beat, a third-party one, or no such handler
-            self.load_all()
+        with self._lock:
+            if phase is not None and phase in self._pending:
+                self._load_phase(phase)
             found = self._by_name.get(name)
-        return found
+            if found is None:  # another phase's beat, a third-party one, or no such handler
+                self.load_all()
+                found = self._by_name.get(name)
+            return found
 
     def load_all(self) -> None:
-        self._load_builtins()
-        self._load_plugins()
+        with self._lock:
+            self._load_builtins()
+            self._load_plugins()
 
     @property
     def loaded_phases(self) -> list[str]:

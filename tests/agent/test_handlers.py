@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -186,3 +188,22 @@ def test_an_explicit_registry_ignores_the_phase_hint() -> None:
     handler = registry.get("onlyStep", "telemetry")
     assert handler is not None and handler.phase == "custom"
     assert registry.get("loadLogFiles", "telemetry") is None
+
+
+def test_the_cli_check_names_the_reused_name_in_one_line(clashing_plugin: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SELFHEAL_")}
+    env["PYTHONPATH"] = str(clashing_plugin)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "sequences", "check"],
+        cwd=clashing_plugin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        "selfheal: error: entry point extra (extra_beats:HANDLERS): handler 'loadLogFiles' is "
+        "already registered by builtin phase telemetry"
+    ]
