@@ -133,7 +133,14 @@ def store_anomaly_results(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton
         store.put(anomaly, run_id=req.run_id, subject=anomaly.subject)
     if baton.current:
         baseline.save_history(store, req.run_id, req.env_key, baton.current)
-        baseline.save_baseline(store, req, baton.current, baton.history, ctx.config.history)
+        baseline.save_baseline(
+            store,
+            req,
+            baton.current,
+            baton.history,
+            ctx.config.history,
+            rows_read=baton.baseline_rows,
+        )
     return dataclasses.replace(baton, stored=len(baton.anomalies))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from typing import Any, TypeVar
 
 from agent.phases.anomaly import model as m
@@ -142,9 +142,18 @@ SELECT run_id FROM earlier WHERE run_id IS NOT NULL LIMIT ?3
 
 
 def load_history(
-    store: Store, env_key: str, before_run: int, per_test: int
+    store: Store,
+    env_key: str,
+    before_run: int,
+    per_test: int,
+    *,
+    rows_read: dict[str, str] | None = None,
 ) -> tuple[list[int], dict[str, tuple[m.PastResult, ...]]]:
-    """Each test's last `per_test` results in comparable runs (newest first), and the runs."""
+    """Each test's last `per_test` results in comparable runs (newest first), and the runs.
+
+    `rows_read`, if given, gets the stored text of each test whose history is its whole row,
+    for `save_baseline` to extend instead of encoding every earlier result again.
+    """
     runs = baseline_runs(store, env_key, before_run, per_test * RUN_WINDOW_FACTOR)
     if not runs:
         return [], {}
@@ -153,9 +162,12 @@ def load_history(
         "SELECT nodeid, history FROM test_baseline WHERE env_key = ?", (env_key,)
     )
     for nodeid, text in rows:
-        entries = [e for e in json.loads(text) if e[0] < before_run][:per_test]
+        stored = json.loads(text)
+        entries = [e for e in stored if e[0] < before_run][:per_test]
         if entries:
             history[nodeid] = tuple(m.PastResult(*e) for e in entries)
+            if rows_read is not None and len(entries) == len(stored):
+                rows_read[nodeid] = text
     if not history:  # a store written before the rolling baseline existed
         history = _history_from_runs(store, runs, per_test)
     return runs, history
@@ -217,10 +229,17 @@ def save_baseline(
     tests: Iterable[m.TestObservation],
     history: Mapping[str, tuple[m.PastResult, ...]],
     keep: int,
+    *,
+    rows_read: Mapping[str, str] | None = None,
 ) -> int:
-    """Put this run at the head of each test's rolling history (one row per test)."""
+    """Put this run at the head of each test's rolling history (one row per test).
+
+    `rows_read`: the rows `history` was read from (see `load_history`); a row is extended
+    as text, which is the same text as encoding the whole list again and much cheaper.
+    """
     rows = []
     run_id = req.run_id
+    read = rows_read or {}
     for t in tests:
         if not t.nodeid:
             continue
@@ -229,8 +248,15 @@ def save_baseline(
         entry = [run_id, req.commit, req.dirty, t.outcome, call_ns, t.signature]
         if t.children:
             entry.append(dict(t.children))
-        older = [_entry(p) for p in history.get(t.nodeid, ()) if p[0] != run_id]
-        rows.append((req.env_key, t.nodeid, run_id, _json([entry, *older][:keep])))
+        past = history.get(t.nodeid, ())
+        text = read.get(t.nodeid)
+        row = None
+        if text and past and all(p[0] != run_id for p in past):
+            row = _prepended(text, _json(entry), past, keep)
+        if row is None:
+            older = [_entry(p) for p in past if p[0] != run_id]
+            row = _json([entry, *older][:keep])
+        rows.append((req.env_key, t.nodeid, run_id, row))
     with store.transaction() as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO test_baseline (env_key, nodeid, updated_run, history)"
@@ -238,6 +264,19 @@ def save_baseline(
             rows,
         )
     return len(rows)
+
+
+def _prepended(text: str, head: str, past: Sequence[m.PastResult], keep: int) -> str | None:
+    """The stored row `text` of exactly `past` (newest first), with the encoded `head` entry
+    in front and cut to `keep` entries; None when it cannot be done as text."""
+    drop = len(past) + 1 - keep
+    if drop <= 0:
+        return f"[{head}, {text[1:]}"
+    if drop == 1 and keep > 1:
+        tail = f", {_json(_entry(past[-1]))}]"
+        if text.endswith(tail):  # written as `_json` writes it, which it always is
+            return f"[{head}, {text[1 : -len(tail)]}]"
+    return None
 
 
 def _entry(p: m.PastResult) -> tuple[object, ...]:

@@ -33,12 +33,16 @@ def load_test_run(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
         current = baseline.load_current(store, req.run_id)
     if not current:
         return baton
-    runs, history = baseline.load_history(store, req.env_key, req.run_id, ctx.config.history)
+    rows: dict[str, str] = {}
+    runs, history = baseline.load_history(
+        store, req.env_key, req.run_id, ctx.config.history, rows_read=rows
+    )
     history = baseline.fill_failing(store, req, current, history, ctx.config.history)
     return dataclasses.replace(
         baton,
         current=current,
         history=history,
+        baseline_rows=rows,
         baseline_runs=tuple(runs),
         baseline_commit=baseline.run_commit(store, runs[0]) if runs else "",
     )

@@ -165,3 +165,6 @@ class AnomalyBaton:
     notes: tuple[str, ...] = ()  # things a detector could not do, for the summary
     # Production spans of the run and their baseline (a production.ProductionFacts), if any.
     production: object = None
+    # The stored rolling-baseline rows `history` was read from (baseline.load_history), kept
+    # for the store beat to extend as text.
+    baseline_rows: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)

@@ -411,3 +411,59 @@ def test_baseline_runs_are_the_newest_earlier_runs_of_the_environment(tmp_path: 
         assert baseline.baseline_runs(store, "e", runs[2], 10) == [runs[0]]
         assert baseline.baseline_runs(store, "e", runs[0], 10) == []
         assert baseline.baseline_runs(store, "none", runs[-1] + 1, 10) == []
+
+
+def _history_rows_expected(store: Store, keep: int) -> dict[str, str]:
+    """Each test's rolling-baseline row as encoding its last `keep` results in full gives it."""
+    import json
+
+    expected: dict[str, list[list[object]]] = {}
+    for run, commit, dirty, outcome, call_ns, sig, nodeid, children in store.conn.execute(
+        "SELECT h.run_id, r.commit_sha, r.dirty, h.outcome, h.call_ns, h.signature, h.nodeid,"
+        " h.children FROM test_history h JOIN runs r ON r.id = h.run_id ORDER BY h.run_id DESC"
+    ):
+        kids = [json.loads(children)] if children != "{}" else []
+        expected.setdefault(nodeid, []).append(
+            [run, commit, bool(dirty), outcome, call_ns, sig, *kids]
+        )
+    return {nodeid: json.dumps(entries[:keep]) for nodeid, entries in expected.items()}
+
+
+def test_rolling_baseline_rows_extended_as_text_are_the_encoded_history(tmp_path: Path) -> None:
+    import json
+
+    config = Config(root=tmp_path, store=tmp_path / "s.db", history=3)
+    with Store.open(config.store) as store, Conductor(config, store_factory=lambda: store) as cond:
+        for n in range(6):  # rows are extended, then also cut once past `history` runs
+            outcome, sig = ("failed", "KeyError@app.py:get") if n % 2 else ("passed", "")
+            test = _test_event("t.py::a", outcome, 5 + n, "a" * 16, sig)
+            child = TelemetryEvent(
+                EventSource.SPAN,
+                "app",
+                "db.query",
+                2,
+                10,
+                span_id="c" * 16,
+                trace_id="1" * 32,
+                parent_span_id="a" * 16,
+            )
+            events = (child, test, _test_event("t.py::b", "passed", 5, "b" * 16))
+            out = ingest(
+                cond,
+                TelemetryRequest(
+                    events=events,
+                    run_kind="test",
+                    env_key="e",
+                    commit=f"c{n}",
+                    keep_raw=True,
+                    hand_on=True,
+                ),
+            )
+            detect_run(
+                cond,
+                DetectRequest(run_id=out.run_id, env_key="e", commit=f"c{n}", events=out.handed_on),
+            )
+            rows = dict(store.conn.execute("SELECT nodeid, history FROM test_baseline"))
+            assert rows == _history_rows_expected(store, 3)
+    assert json.loads(rows["t.py::a"])[0][6] == {"db.query": 1}
+    assert [e[3] for e in json.loads(rows["t.py::a"])] == ["failed", "passed", "failed"]
