@@ -162,3 +162,29 @@ def test_events_and_metrics_round_trip_through_the_store(tmp_path: Path) -> None
         store.insert_metrics(run, [metric])
         assert store.events(run) == [event]
         assert store.metrics(run) == [metric]
+
+
+def test_version_5_file_drops_the_unread_test_history_index_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "selfheal.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert migrate(conn, path, target=5) == 5
+        conn.execute("INSERT INTO runs (kind, started_ns) VALUES ('test', 5)")
+        conn.execute(
+            "INSERT INTO test_history (run_id, env_key, nodeid, outcome, call_ns, total_ns)"
+            " VALUES (1, 'e', 't.py::a', 'passed', 7, 9)"
+        )
+    finally:
+        conn.close()
+    with Store.open(path) as store:
+        indexes = {
+            r[0]
+            for r in store.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'test_history'"
+            )
+        }
+        assert "test_history_node" not in indexes and "test_history_env" in indexes
+        rows = store.conn.execute("SELECT nodeid, call_ns FROM test_history").fetchall()
+        assert rows == [("t.py::a", 7)]

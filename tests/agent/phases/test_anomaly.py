@@ -467,3 +467,27 @@ def test_rolling_baseline_rows_extended_as_text_are_the_encoded_history(tmp_path
             assert rows == _history_rows_expected(store, 3)
     assert json.loads(rows["t.py::a"])[0][6] == {"db.query": 1}
     assert [e[3] for e in json.loads(rows["t.py::a"])] == ["failed", "passed", "failed"]
+
+
+def test_history_queries_search_an_index(tmp_path: Path) -> None:
+    from agent.phases.anomaly import baseline
+
+    with Store.open(tmp_path / "s.db") as store:
+        run = store.begin_run("test", commit="c1", env_key="e")
+        store.conn.execute(
+            "INSERT INTO test_history (run_id, env_key, nodeid, outcome, call_ns, total_ns)"
+            " VALUES (?, 'e', 't.py::a', 'passed', 7, 9)",
+            (run,),
+        )
+        req = DetectRequest(run_id=run + 1, env_key="e", commit="c2")
+        statements: list[str] = []
+        store.conn.set_trace_callback(statements.append)  # the SQL as run, values filled in
+        _, history = baseline.load_history(store, "e", run + 1, 20)
+        baseline.fill_failing(store, req, [obs("t.py::b", "failed")], history, 20)
+        store.conn.set_trace_callback(None)
+        # Every green run reads these; a full scan of the history would grow with every run.
+        assert len(statements) == 4  # runs, rolling baseline, its fallback, failing tests
+        for sql in statements:
+            plan = [r[3] for r in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            scans = [p for p in plan if p.startswith("SCAN") and p != "SCAN earlier"]
+            assert not scans and any(p.startswith("SEARCH") for p in plan), (sql, plan)
