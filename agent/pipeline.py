@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -63,34 +64,28 @@ def run_after_tests(
         # The data path makes only acyclic data; the collector's passes over the test session's
         # heap cost more than the rest of a green run's detection (see gc_paused).
         sampler = _collecting(run.sampler, gc.isenabled())
+        # Only the small result outlives the pause: what was made in it is freed before the
+        # collector runs again, which would otherwise traverse all of it once.
         with gc_paused():
-            run_id, map_id, baton = _record_and_detect(conductor, run, sampler, started, timings)
+            found = _record_and_detect(conductor, run, sampler, started, timings)
             learned = _learn(conductor, progress)
+        anomalies = found.anomalies
         healed = None
         # A running agent of this project (or the agent that started this run) heals instead.
-        handed = _hand_off(config, baton.anomalies) if config.budget_s > 0 else None
-        if handed is None and baton.anomalies and config.budget_s > 0:
+        handed = _hand_off(config, anomalies) if config.budget_s > 0 else None
+        if handed is None and anomalies and config.budget_s > 0:
             from agent.heal import heal
 
-            healed = heal(conductor, baton.anomalies, config.budget_s, progress)
+            healed = heal(conductor, anomalies, config.budget_s, progress)
             timings["heal"] = _lap(started) - timings["anomaly"] - timings["telemetry"]
-    return PipelineResult(
-        run_id=run_id,
-        tests=len(baton.current),
-        anomalies=baton.anomalies,
-        baseline_runs=len(baton.baseline_runs),
-        coverage_map_id=map_id,
-        notes=baton.notes + ((handed.line(),) if handed is not None else ()),
-        timings_ms=timings,
-        heal=healed,
-        learning=learned,
-    )
+    notes = found.notes + ((handed.line(),) if handed is not None else ())
+    return dataclasses.replace(found, notes=notes, heal=healed, learning=learned)
 
 
 def _record_and_detect(
     conductor: Any, run: TestRun, sampler: Any, started: float, timings: dict[str, float]
-) -> tuple[int, int, Any]:
-    """Phases 1 and 2: the run id, the coverage map id and the anomaly phase's final baton."""
+) -> PipelineResult:
+    """Phases 1 and 2: the stored run and what detection found in it."""
     from agent.phases.anomaly import DetectRequest, detect_run
     from agent.phases.telemetry import TelemetryRequest, ingest
 
@@ -124,7 +119,15 @@ def _record_and_detect(
         ),
     )
     timings["anomaly"] = _lap(started) - timings["telemetry"]
-    return outcome.run_id, map_id, baton
+    return PipelineResult(
+        run_id=outcome.run_id,
+        tests=len(baton.current),
+        anomalies=baton.anomalies,
+        baseline_runs=len(baton.baseline_runs),
+        coverage_map_id=map_id,
+        notes=baton.notes,
+        timings_ms=timings,
+    )
 
 
 def _collecting(sampler: Any, collector: bool) -> Any:
