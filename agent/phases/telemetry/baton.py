@@ -55,7 +55,7 @@ class TelemetryOutcome:
     overflow: int
     batches: int
     # With `hand_on`: every stored event, normalised, in the order of the `spans` rows.
-    handed_on: tuple[RawEvent, ...] = ()
+    handed_on: tuple[RawEvent, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def malformed_total(self) -> int:
