@@ -309,6 +309,11 @@ class Store:
             )
             for m in metrics
         ]
+        return self.insert_metric_rows(rows)
+
+    def insert_metric_rows(self, rows: Iterable[Sequence[Any]]) -> int:
+        """Insert prepared `metrics` rows (as `insert_metrics` makes them) in one transaction."""
+        rows = rows if isinstance(rows, list) else list(rows)
         with self.transaction() as conn:
             conn.executemany(
                 "INSERT INTO metrics (run_id, service, operation, version, window_start_ns,"

@@ -19,7 +19,7 @@ from agent.phases.telemetry.baton import (
 )
 from agent.phases.telemetry.normalise import normalise
 from agent.phases.telemetry.raw import RawEvent
-from agent.phases.telemetry.rows import span_rows
+from agent.phases.telemetry.rows import metric_rows, span_rows
 from agent.phases.telemetry.sources import check_unchanged, discover, read_batch
 from agent.records import TelemetryEvent
 
@@ -122,7 +122,7 @@ def store_telemetry_database(baton: TelemetryBaton, ctx: BeatContext) -> Telemet
     if baton.exhausted:
         if not request.keep_raw:
             state.stored += store.insert_events(run_id, state.aggregator.exemplar_events())
-        store.insert_metrics(run_id, baton.metrics)
+        store.insert_metric_rows(metric_rows(run_id, baton.metrics))
         store.end_run(run_id, "ok", run_summary(baton))
     if request.hand_on:
         state.kept.extend(baton.normalised)

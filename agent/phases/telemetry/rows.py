@@ -17,7 +17,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent.phases.telemetry.raw import RawEvent
-from agent.records import EVENT_HAND_FIELDS, TelemetryEvent
+from agent.records import (
+    EVENT_HAND_FIELDS,
+    CallEdge,
+    CodeLocation,
+    SignatureCount,
+    TelemetryEvent,
+    TelemetryMetrics,
+    to_json,
+)
 
 # encode_basestring_ascii is the C escaper json.dumps itself uses: quotes included.
 _quote = json.encoder.encode_basestring_ascii
@@ -113,3 +121,65 @@ def _row(run_id: int, e: RawEvent) -> Row:
         e.signature,
         payload,
     )
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+# The records as `metric_rows` writes them by hand; another shape goes through `to_json`.
+METRICS_BY_HAND = (
+    _names(TelemetryMetrics)
+    == (
+        *("service", "operation", "version", "count", "error_count", "mean_ns", "p50_ns"),
+        *("p95_ns", "p99_ns", "min_ns", "max_ns", "window_start_ns", "window_end_ns"),
+        *("edges", "exceptions", "sketch", "location"),
+    )
+    and _names(CallEdge) == ("parent", "child", "count")
+    and _names(SignatureCount) == ("signature", "count")
+    and _names(CodeLocation) == ("file", "function", "line")
+)
+
+
+def metric_rows(run_id: int, metrics: Iterable[TelemetryMetrics]) -> list[Row]:
+    """The `metrics` rows (in `Store.insert_metric_rows` column order) of aggregates.
+
+    The payload is the text `json.dumps(to_json(m))` gives, without its generic walk over
+    every (bucket, count) pair of the sketch and every call edge, most of a test run's cost.
+    """
+    return [
+        (
+            run_id,
+            m.service,
+            m.operation,
+            m.version,
+            m.window_start_ns,
+            m.window_end_ns,
+            json.dumps(_metric_json(m) if METRICS_BY_HAND else to_json(m)),
+        )
+        for m in metrics
+    ]
+
+
+def _metric_json(m: TelemetryMetrics) -> dict[str, Any]:
+    loc = m.location
+    return {
+        "type": "TelemetryMetrics",
+        "service": m.service,
+        "operation": m.operation,
+        "version": m.version,
+        "count": m.count,
+        "error_count": m.error_count,
+        "mean_ns": m.mean_ns,
+        "p50_ns": m.p50_ns,
+        "p95_ns": m.p95_ns,
+        "p99_ns": m.p99_ns,
+        "min_ns": m.min_ns,
+        "max_ns": m.max_ns,
+        "window_start_ns": m.window_start_ns,
+        "window_end_ns": m.window_end_ns,
+        "edges": [{"parent": e.parent, "child": e.child, "count": e.count} for e in m.edges],
+        "exceptions": [{"signature": x.signature, "count": x.count} for x in m.exceptions],
+        "sketch": m.sketch,  # pairs: tuples encode as the lists to_json makes of them
+        "location": {"file": loc.file, "function": loc.function, "line": loc.line},
+    }

@@ -1,16 +1,18 @@
-"""Hand-written span rows equal the record path's rows; payloads decode to the same record."""
+"""Hand-written span and metric rows equal the record path's; payloads decode to the same record."""
 
 from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 from agent import records as rec
+from agent.phases.telemetry.aggregate import Aggregator
 from agent.phases.telemetry.normalise import LinkIndex, LinkState, normalise
 from agent.phases.telemetry.raw import RawEvent
-from agent.phases.telemetry.rows import BY_HAND, span_rows
+from agent.phases.telemetry.rows import BY_HAND, METRICS_BY_HAND, metric_rows, span_rows
 from agent.records import CodeLocation, EventSource, SpanStatus, TelemetryEvent
-from agent.store import event_row
+from agent.store import Store, event_row
 
 ODD = ("plain", 'quo"te', "back\\slash", "tab\tnew\nline", "ünïcødé ✓", "\x00ctl", "")
 
@@ -62,3 +64,28 @@ def test_rows_match_the_record_path_field_for_field() -> None:
         want = list(event_row(42, raw.to_event()))
         assert list(got[:-1]) == want[:-1]
         assert rec.from_json(json.loads(got[-1]), rec.TelemetryEvent) == raw.to_event()
+
+
+def test_metric_rows_are_the_rows_insert_metrics_writes(tmp_path: Path) -> None:
+    assert METRICS_BY_HAND  # TelemetryMetrics' fields are the ones written by hand
+    raws = normalise(
+        [RawEvent.from_record(e) for e in _events(random.Random(3), 400)],
+        LinkState(LinkIndex(1000)),
+        final=True,
+    )
+    aggregator = Aggregator(max_operations=50, exemplars=3)
+    aggregator.add_all(raws)
+    metrics = aggregator.metrics()
+    assert any(m.edges for m in metrics) and any(m.exceptions for m in metrics)
+    assert any(m.location.file for m in metrics) and all(m.sketch for m in metrics)
+    with Store.open(tmp_path / "s.db") as store:
+        by_record, by_hand = store.begin_run("ingest"), store.begin_run("ingest")
+        store.insert_metrics(by_record, metrics)
+        store.insert_metric_rows(metric_rows(by_hand, metrics))
+        rows = store.conn.execute(
+            "SELECT run_id, service, operation, version, window_start_ns, window_end_ns, payload"
+            " FROM metrics ORDER BY id"
+        ).fetchall()
+        assert store.metrics(by_hand) == list(metrics)
+    half = len(rows) // 2
+    assert [r[1:] for r in rows[:half]] == [r[1:] for r in rows[half:]]  # the same text
