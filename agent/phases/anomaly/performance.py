@@ -75,6 +75,8 @@ def screen(
 
 def detect_slowdowns(baton: AnomalyBaton, config: Config) -> list[Anomaly]:
     """Confirm the suspects on their re-run sample; Holm across every suspect compared."""
+    if not baton.request.timed:  # traced durations (coverage): see gather.confirm_by_rerun
+        return []
     candidates = []
     floor_ns = config.perf_floor_ms * 1e6
     for obs in baton.current:

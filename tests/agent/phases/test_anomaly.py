@@ -84,6 +84,16 @@ def test_slowdown_needs_ratio_floor_and_a_significant_rerun_sample() -> None:
     assert performance.detect_slowdowns(baton(current, history, confirmation=refuted), CONFIG) == []
 
 
+def test_a_run_under_coverage_tracing_judges_no_timings() -> None:
+    history = {"t.py::test_a": [past(call_ms=10 + i * 0.1) for i in range(5)]}
+    slow = [obs(call_ms=30)]
+    confirmed = Confirmation(durations={"t.py::test_a": tuple(int(29e6 + i) for i in range(6))})
+    timed = baton(slow, history, confirmation=confirmed)
+    assert len(performance.detect_slowdowns(timed, CONFIG)) == 1
+    traced = dataclasses.replace(timed, request=dataclasses.replace(REQ, timed=False))
+    assert performance.detect_slowdowns(traced, CONFIG) == []
+
+
 def test_a_noisy_test_within_its_usual_spread_is_no_suspect() -> None:
     noisy = [past(call_ms=ms) for ms in (20, 60, 35, 45, 25, 50, 30)]  # median 35, wide spread
     assert performance.screen([obs(call_ms=50)], {"t.py::test_a": noisy}, CONFIG) == []
