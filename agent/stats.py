@@ -64,8 +64,9 @@ def is_suspect(
 
 
 # Below this many baseline runs the spread of a test's durations is not known well enough to
-# judge one measurement against it; the ratio and the floor decide alone.
-NOISE_MIN_BASELINE = 5
+# judge one measurement against it (two cannot tell a spread from one slow run); the ratio and
+# the floor decide alone.
+NOISE_MIN_BASELINE = 3
 NOISE_Z = 3.0  # how many robust standard deviations one measurement must clear
 
 
