@@ -168,18 +168,17 @@ def test_injected_slowdown_is_detected_and_fail_on_fails_the_run(project: Projec
     assert anomaly["evidence"]["n_current"] >= 5 and anomaly["evidence"]["n_baseline"] == 2
 
 
-def test_a_coverage_refresh_run_judges_no_timings(project: Project) -> None:
+def test_a_coverage_refresh_run_still_detects_a_slowdown(project: Project) -> None:
     for _ in range(2):
         project.pytester.runpytest("--selfheal", *QUIET)
     project.edit("app.py", "seconds=0.01", "seconds=0.05", "slower")
-    traced = ("--selfheal", "--selfheal-coverage=always", "--selfheal-budget=0", "-v")
+    traced = ("--selfheal", "--selfheal-coverage=always", "--selfheal-budget=0")
     result = project.pytester.runpytest(*traced, "--selfheal-report=json:r.json", *QUIET[:2])
     result.assert_outcomes(passed=3)
-    result.stdout.no_fnmatch_line("*timing suspect*")
-    assert [a["kind"] for a in project.report()["anomalies"]] == []
-    untraced = project.pytester.runpytest("--selfheal", "--selfheal-report=json:r.json", *QUIET)
-    untraced.assert_outcomes(passed=3)
-    assert [a["subtype"] for a in project.report()["anomalies"]] == ["slowdown"]
+    (anomaly,) = project.report()["anomalies"]
+    assert anomaly["subtype"] == "slowdown" and anomaly["subject"] == "test_app.py::test_slow"
+    # Judged on untraced re-runs, never on the traced run's own duration.
+    assert anomaly["evidence"]["n_current"] >= 5
 
 
 def test_per_test_marker_thresholds(project: Project) -> None:

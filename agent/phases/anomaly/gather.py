@@ -53,9 +53,7 @@ def confirm_by_rerun(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
     req = baton.request
     if (req.rerun is None and req.sampler is None) or not baton.current:
         return baton
-    # Durations measured under coverage tracing say nothing about the code's speed: such a run
-    # names no timing suspects (the next untraced run judges its timings).
-    suspects = performance.screen(baton.current, baton.history, ctx.config) if req.timed else []
+    suspects = performance.screen(baton.current, baton.history, ctx.config, timed=req.timed)
     failing = errors.needs_confirmation(baton.current, dict(baton.history), req)
     timing = {s.nodeid: s.reruns for s in suspects}
     problems: list[str] = []

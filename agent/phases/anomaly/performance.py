@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 from agent import stats
 from agent.config import Config
-from agent.phases.anomaly.common import MAX_RERUNS, MIN_BASELINE, anomaly_id, ms, thresholds
+from agent.phases.anomaly.common import (
+    MAX_RERUNS,
+    MIN_BASELINE,
+    Thresholds,
+    anomaly_id,
+    ms,
+    thresholds,
+)
 from agent.phases.anomaly.model import PASSED, AnomalyBaton, PastResult, TestObservation
 from agent.records import Anomaly, AnomalyKind, CodeLocation
 
@@ -43,10 +50,41 @@ def baseline_sample(past: Sequence[PastResult]) -> list[int]:
 
 
 def screen(
-    current: Sequence[TestObservation], history: Mapping[str, Sequence[PastResult]], config: Config
+    current: Sequence[TestObservation],
+    history: Mapping[str, Sequence[PastResult]],
+    config: Config,
+    *,
+    timed: bool = True,
 ) -> list[Suspect]:
-    """Passing tests whose single duration already clears the ratio and the floor."""
-    flagged: list[tuple[str, list[int], float, float]] = []
+    """Passing tests whose single duration already clears the screen (see `clears_screen`)."""
+    flagged = _screened(current, history, config, timed)
+    family_alpha = config.perf_alpha / max(1, len(flagged))
+    cap = max(config.perf_reruns, MAX_RERUNS)
+    return [
+        Suspect(
+            obs.nodeid,
+            stats.reruns_needed(len(base), family_alpha, config.perf_reruns, cap),
+            tuple(base),
+            limits.ratio,
+            limits.floor_ns,
+        )
+        for obs, base, limits in flagged
+    ]
+
+
+def _screened(
+    current: Sequence[TestObservation],
+    history: Mapping[str, Sequence[PastResult]],
+    config: Config,
+    timed: bool,
+) -> list[tuple[TestObservation, list[int], Thresholds]]:
+    """(test, baseline sample, thresholds) of each passing test that clears the screen.
+
+    A run under coverage tracing (`timed=False`) is slower everywhere; its durations are divided
+    by the run's typical tracing slowdown first, so that only tests slower than tracing alone
+    explains become suspects, to be judged on untraced re-runs.
+    """
+    candidates = []
     floor_ns = config.perf_floor_ms * 1e6
     for obs in current:
         # Growth of at least the floor needs a duration of at least the floor: most tests of a
@@ -54,47 +92,46 @@ def screen(
         if obs.outcome != PASSED or (obs.floor_ms is None and obs.call_ns < floor_ns):
             continue
         base = baseline_sample(history.get(obs.nodeid, ()))
-        limits = thresholds(config, obs.ratio, obs.floor_ms)
-        if len(base) >= MIN_BASELINE and clears_screen(
-            obs.call_ns, base, limits.ratio, limits.floor_ns
-        ):
-            flagged.append((obs.nodeid, base, limits.ratio, limits.floor_ns))
-    family_alpha = config.perf_alpha / max(1, len(flagged))
-    cap = max(config.perf_reruns, MAX_RERUNS)
+        if len(base) >= MIN_BASELINE:
+            candidates.append((obs, base, thresholds(config, obs.ratio, obs.floor_ms)))
+    factor = 1.0 if timed else tracing_factor([(o.call_ns, b) for o, b, _ in candidates])
     return [
-        Suspect(
-            node,
-            stats.reruns_needed(len(base), family_alpha, config.perf_reruns, cap),
-            tuple(base),
-            ratio,
-            floor,
-        )
-        for node, base, ratio, floor in flagged
+        (obs, base, limits)
+        for obs, base, limits in candidates
+        if clears_screen(int(obs.call_ns / factor), base, limits.ratio, limits.floor_ns)
     ]
+
+
+# Tests a tracing slowdown is estimated from; with fewer, one slowed test would move the
+# estimate, so traced durations are screened as they are (more suspects, each re-run untraced).
+TRACING_MIN_TESTS = 10
+
+
+def tracing_factor(measured: Sequence[tuple[int, Sequence[int]]]) -> float:
+    """How much slower a traced run's tests are than their untraced baselines: the median of
+    each test's duration over its baseline median (never below 1)."""
+    ratios = [
+        duration / stats.median(base) for duration, base in measured if stats.median(base) > 0
+    ]
+    if len(ratios) < TRACING_MIN_TESTS:
+        return 1.0
+    return max(1.0, stats.median(ratios))
 
 
 def detect_slowdowns(baton: AnomalyBaton, config: Config) -> list[Anomaly]:
     """Confirm the suspects on their re-run sample; Holm across every suspect compared."""
-    if not baton.request.timed:  # traced durations (coverage): see gather.confirm_by_rerun
-        return []
+    timed = baton.request.timed
     candidates = []
-    floor_ns = config.perf_floor_ms * 1e6
-    for obs in baton.current:
-        if obs.outcome != PASSED or (obs.floor_ms is None and obs.call_ns < floor_ns):
-            continue
-        base = baseline_sample(baton.history.get(obs.nodeid, ()))
-        limits = thresholds(config, obs.ratio, obs.floor_ms)
-        if len(base) < MIN_BASELINE or not clears_screen(
-            obs.call_ns, base, limits.ratio, limits.floor_ns
-        ):
-            continue
+    for obs, base, _ in _screened(baton.current, baton.history, config, timed):
         # The re-runs are fresh data, independent of the screen that picked the test; the
-        # screening run itself is only used when no re-run could be made.
+        # screening run itself is only used when no re-run could be made, and never when it
+        # ran under coverage tracing (its durations are not comparable with the baseline).
         confirmed = baton.confirmation.durations
         if obs.nodeid in confirmed and not confirmed[obs.nodeid]:
             continue  # the re-run refuted it (no longer slow, or no longer passing)
-        sample = list(confirmed.get(obs.nodeid, ())) or [obs.call_ns]
-        candidates.append((obs, base, sample, stats.mann_whitney_greater(sample, base)))
+        sample = list(confirmed.get(obs.nodeid, ())) or ([obs.call_ns] if timed else [])
+        if sample:
+            candidates.append((obs, base, sample, stats.mann_whitney_greater(sample, base)))
     adjusted = stats.holm_adjusted([c[3].p_value for c in candidates])
     found = []
     for (obs, base, sample, test), p_adj in zip(candidates, adjusted, strict=True):

@@ -84,14 +84,25 @@ def test_slowdown_needs_ratio_floor_and_a_significant_rerun_sample() -> None:
     assert performance.detect_slowdowns(baton(current, history, confirmation=refuted), CONFIG) == []
 
 
-def test_a_run_under_coverage_tracing_judges_no_timings() -> None:
-    history = {"t.py::test_a": [past(call_ms=10 + i * 0.1) for i in range(5)]}
-    slow = [obs(call_ms=30)]
-    confirmed = Confirmation(durations={"t.py::test_a": tuple(int(29e6 + i) for i in range(6))})
-    timed = baton(slow, history, confirmation=confirmed)
-    assert len(performance.detect_slowdowns(timed, CONFIG)) == 1
-    traced = dataclasses.replace(timed, request=dataclasses.replace(REQ, timed=False))
-    assert performance.detect_slowdowns(traced, CONFIG) == []
+def test_a_run_under_coverage_tracing_is_judged_relative_to_its_tracing_slowdown() -> None:
+    steady = [past(call_ms=10 + i * 0.1) for i in range(5)]
+    names = [f"t.py::test_{i}" for i in range(12)]
+    history = dict.fromkeys(names, steady)
+    # Tracing made every test about 2x slower; test_4 is 6x slower.
+    traced = [obs(n, call_ms=20 + i * 0.2) for i, n in enumerate(names) if n != "t.py::test_4"]
+    traced.append(obs("t.py::test_4", call_ms=60))
+    suspects = performance.screen(traced, history, CONFIG, timed=False)
+    assert [s.nodeid for s in suspects] == ["t.py::test_4"]
+    assert len(performance.screen(traced, history, CONFIG)) == 12  # as if untraced: all
+    # Too few tests to tell tracing from a slowdown: screened as measured.
+    assert len(performance.screen(traced[-3:], history, CONFIG, timed=False)) == 3
+    request = dataclasses.replace(REQ, timed=False)
+    unconfirmed = dataclasses.replace(baton(traced, history), request=request)
+    assert performance.detect_slowdowns(unconfirmed, CONFIG) == []  # traced durations alone
+    rerun = Confirmation(durations={"t.py::test_4": tuple(int(30e6 + i) for i in range(6))})
+    confirmed = dataclasses.replace(baton(traced, history, confirmation=rerun), request=request)
+    (anomaly,) = performance.detect_slowdowns(confirmed, CONFIG)
+    assert anomaly.subject == "t.py::test_4" and anomaly.evidence["n_current"] == 6
 
 
 def test_a_noisy_test_within_its_usual_spread_is_no_suspect() -> None:
