@@ -64,8 +64,7 @@ def is_suspect(
 
 
 # Below this many baseline runs the spread of a test's durations is not known well enough to
-# judge one measurement against it (two cannot tell a spread from one slow run); the ratio and
-# the floor decide alone.
+# estimate (two cannot tell a spread from one slow run).
 NOISE_MIN_BASELINE = 3
 NOISE_Z = 3.0  # how many robust standard deviations one measurement must clear
 
@@ -75,9 +74,12 @@ def beyond_noise(value: float, baseline: Sequence[float], z: float = NOISE_Z) ->
 
     The robust sigma is 1.4826 x the median absolute deviation: one hiccup in the history does
     not widen it, and a test whose durations never varied (MAD 0) is judged by the ratio alone.
+    With fewer runs than that needs, the measurement must at least exceed every one of them.
     """
-    if len(baseline) < NOISE_MIN_BASELINE:
+    if not baseline:
         return True
+    if len(baseline) < NOISE_MIN_BASELINE:
+        return value > max(baseline)
     centre = median(baseline)
     sigma = 1.4826 * median([abs(b - centre) for b in baseline])
     return value > centre + z * sigma

@@ -67,7 +67,8 @@ def test_is_suspect(
         (13.0, [6.0, 14.0, 10.0, 8.0, 12.0], False),  # within a noisy test's usual spread
         (30.0, [6.0, 14.0, 10.0, 8.0, 12.0], True),  # far beyond it
         (13.0, [10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 60.0], True),  # one hiccup widens nothing
-        (11.0, [6.0, 14.0], True),  # too few runs to know the spread: not judged here
+        (15.0, [6.0, 14.0], True),  # too few runs to know the spread: above all of them
+        (13.0, [6.0, 14.0], False),
     ],
 )
 def test_beyond_noise(value: float, baseline: list[float], expected: bool) -> None:
