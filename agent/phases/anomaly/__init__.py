@@ -132,7 +132,7 @@ def store_anomaly_results(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton
     for anomaly in baton.anomalies:
         store.put(anomaly, run_id=req.run_id, subject=anomaly.subject)
     if baton.current:
-        baseline.save_history(store, req.run_id, req.env_key, baton.current)
+        baseline.save_history(store, req.run_id, req.env_key, baton.current, timed=req.timed)
         baseline.save_baseline(
             store,
             req,

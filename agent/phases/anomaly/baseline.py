@@ -309,16 +309,25 @@ def run_commit(store: Store, run_id: int) -> str:
 
 
 def save_history(
-    store: Store, run_id: int, env_key: str, tests: Iterable[m.TestObservation]
+    store: Store,
+    run_id: int,
+    env_key: str,
+    tests: Iterable[m.TestObservation],
+    *,
+    timed: bool = True,
 ) -> int:
-    """Index this run's tests for later baselines (derived from its stored spans)."""
+    """Index this run's tests for later baselines (derived from its stored spans).
+
+    Durations measured under coverage tracing are stored as -1, as in the rolling baseline:
+    the learning phase judges slowdown fixes on these rows, and a traced run is not slower code.
+    """
     rows = [
         (
             run_id,
             env_key,
             t.nodeid,
             t.outcome,
-            t.call_ns,
+            t.call_ns if timed else -1,
             t.total_ns,
             t.signature,
             json.dumps(dict(t.children), sort_keys=True) if t.children else "{}",

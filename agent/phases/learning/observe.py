@@ -58,13 +58,15 @@ def run_sample(store: Store, run_id: int, tests: Sequence[str]) -> Sample | None
     failing = frozenset(str(n) for n, o, _ in rows if o in FAILED)
     wanted = set(tests)
     mine = [(str(o), int(c)) for n, o, c in rows if n in wanted]
+    # -1: measured under coverage tracing, which says nothing about the code's speed.
+    timed = bool(mine) and all(c >= 0 for _, c in mine)
     return Sample(
         run_id=run_id,
         started_ns=run[0],
         commit=run[1],
         subject_seen=bool(mine),
         subject_failed=any(o in FAILED for o, _ in mine),
-        subject_ns=float(sum(c for _, c in mine)) if mine else None,
+        subject_ns=float(sum(c for _, c in mine)) if timed else None,
         failing=failing,
         tests=len(rows),
         coverage=_coverage(store, run_id, run[1]),

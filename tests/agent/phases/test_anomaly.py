@@ -328,10 +328,12 @@ def test_durations_under_coverage_tracing_never_become_baseline(tmp_path: Path) 
     with Store.open(tmp_path / "s.db") as store:
         run = store.begin_run("test", commit="c1", env_key="e")
         req = DetectRequest(run_id=run, env_key="e", commit="c1", timed=False)
-        baseline.save_history(store, run, "e", [obs("t.py::a", call_ms=40)])
+        baseline.save_history(store, run, "e", [obs("t.py::a", call_ms=40)], timed=False)
         baseline.save_baseline(store, req, [obs("t.py::a", call_ms=40)], {}, 20)
         _, history = baseline.load_history(store, "e", run + 1, 20)
         assert history["t.py::a"][0].call_ns == -1
+        (indexed,) = store.conn.execute("SELECT call_ns FROM test_history").fetchone()
+        assert indexed == -1
         assert performance.baseline_sample(history["t.py::a"]) == []
 
 
