@@ -243,8 +243,8 @@ def save_baseline(
     for t in tests:
         if not t.nodeid:
             continue
-        # -1: a duration measured under coverage tracing, not comparable with untraced runs.
-        call_ns = t.call_ns if req.timed else -1
+        # Traced durations are kept apart from untraced ones (see model.stored_call_ns).
+        call_ns = m.stored_call_ns(t.call_ns, req.timed)
         entry = [run_id, req.commit, req.dirty, t.outcome, call_ns, t.signature]
         if t.children:
             entry.append(dict(t.children))
@@ -318,8 +318,9 @@ def save_history(
 ) -> int:
     """Index this run's tests for later baselines (derived from its stored spans).
 
-    Durations measured under coverage tracing are stored as -1, as in the rolling baseline:
-    the learning phase judges slowdown fixes on these rows, and a traced run is not slower code.
+    Durations measured under coverage tracing are stored apart (negative, see
+    model.stored_call_ns), as in the rolling baseline: the learning phase judges slowdown fixes
+    on the untraced ones only, a traced run is not slower code.
     """
     rows = [
         (
@@ -327,7 +328,7 @@ def save_history(
             env_key,
             t.nodeid,
             t.outcome,
-            t.call_ns if timed else -1,
+            m.stored_call_ns(t.call_ns, timed),
             t.total_ns,
             t.signature,
             json.dumps(dict(t.children), sort_keys=True) if t.children else "{}",

@@ -112,6 +112,18 @@ class TestObservation:
     floor_ms: float | None = None
 
 
+def stored_call_ns(call_ns: int, timed: bool) -> int:
+    """A call duration as history keeps it: one measured under coverage tracing is negated
+    below -1, so that it is never taken for an untraced one (-1 alone: traced, duration not
+    kept, as stores before traced baselines wrote it)."""
+    return call_ns if timed else -call_ns - 2
+
+
+def traced_ns(stored: int) -> int | None:
+    """The traced duration a stored call duration holds, or None for an untraced one."""
+    return -stored - 2 if stored <= -2 else None
+
+
 class PastResult(NamedTuple):
     """One earlier result of a test in a comparable environment.
 

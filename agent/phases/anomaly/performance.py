@@ -15,7 +15,13 @@ from agent.phases.anomaly.common import (
     ms,
     thresholds,
 )
-from agent.phases.anomaly.model import PASSED, AnomalyBaton, PastResult, TestObservation
+from agent.phases.anomaly.model import (
+    PASSED,
+    AnomalyBaton,
+    PastResult,
+    TestObservation,
+    traced_ns,
+)
 from agent.records import Anomaly, AnomalyKind, CodeLocation
 
 
@@ -49,6 +55,12 @@ def baseline_sample(past: Sequence[PastResult]) -> list[int]:
     return [p.call_ns for p in past if p.outcome == PASSED and p.call_ns >= 0]
 
 
+def traced_sample(past: Sequence[PastResult]) -> list[int]:
+    """Call durations of earlier passing runs under coverage tracing."""
+    found = (traced_ns(p.call_ns) for p in past if p.outcome == PASSED)
+    return [ns for ns in found if ns is not None]
+
+
 def screen(
     current: Sequence[TestObservation],
     history: Mapping[str, Sequence[PastResult]],
@@ -80,9 +92,10 @@ def _screened(
 ) -> list[tuple[TestObservation, list[int], Thresholds]]:
     """(test, baseline sample, thresholds) of each passing test that clears the screen.
 
-    A run under coverage tracing (`timed=False`) is slower everywhere; its durations are divided
-    by the run's typical tracing slowdown first, so that only tests slower than tracing alone
-    explains become suspects, to be judged on untraced re-runs.
+    A run under coverage tracing (`timed=False`) is slower everywhere, and each test by its own
+    factor: a test is compared with its earlier traced durations when it has enough of them,
+    otherwise its duration is divided by the run's typical tracing slowdown. Either way only
+    tests slower than tracing explains become suspects, to be judged on untraced re-runs.
     """
     candidates = []
     floor_ns = config.perf_floor_ms * 1e6
@@ -94,12 +107,22 @@ def _screened(
         base = baseline_sample(history.get(obs.nodeid, ()))
         if len(base) >= MIN_BASELINE:
             candidates.append((obs, base, thresholds(config, obs.ratio, obs.floor_ms)))
-    factor = 1.0 if timed else tracing_factor([(o.call_ns, b) for o, b, _ in candidates])
-    return [
-        (obs, base, limits)
-        for obs, base, limits in candidates
-        if clears_screen(int(obs.call_ns / factor), base, limits.ratio, limits.floor_ns)
-    ]
+    if timed:
+        return [
+            c for c in candidates if clears_screen(c[0].call_ns, c[1], c[2].ratio, c[2].floor_ns)
+        ]
+    factor = tracing_factor([(o.call_ns, b) for o, b, _ in candidates])
+    flagged = []
+    for obs, base, limits in candidates:
+        traced = traced_sample(history.get(obs.nodeid, ()))
+        value, ref = (
+            (obs.call_ns, traced)
+            if len(traced) >= MIN_BASELINE
+            else (int(obs.call_ns / factor), base)
+        )
+        if clears_screen(value, ref, limits.ratio, limits.floor_ns):
+            flagged.append((obs, base, limits))
+    return flagged
 
 
 # Tests a tracing slowdown is estimated from; with fewer, one slowed test would move the

@@ -58,7 +58,7 @@ def run_sample(store: Store, run_id: int, tests: Sequence[str]) -> Sample | None
     failing = frozenset(str(n) for n, o, _ in rows if o in FAILED)
     wanted = set(tests)
     mine = [(str(o), int(c)) for n, o, c in rows if n in wanted]
-    # -1: measured under coverage tracing, which says nothing about the code's speed.
+    # Negative: measured under coverage tracing, which says nothing about the code's speed.
     timed = bool(mine) and all(c >= 0 for _, c in mine)
     return Sample(
         run_id=run_id,

@@ -25,6 +25,8 @@ from agent.phases.anomaly.model import (
     DetectRequest,
     PastResult,
     TestObservation,
+    stored_call_ns,
+    traced_ns,
 )
 from agent.phases.telemetry import TelemetryRequest, ingest
 from agent.records import (
@@ -103,6 +105,23 @@ def test_a_run_under_coverage_tracing_is_judged_relative_to_its_tracing_slowdown
     confirmed = dataclasses.replace(baton(traced, history, confirmation=rerun), request=request)
     (anomaly,) = performance.detect_slowdowns(confirmed, CONFIG)
     assert anomaly.subject == "t.py::test_4" and anomaly.evidence["n_current"] == 6
+
+
+def test_a_traced_run_compares_a_test_with_its_own_earlier_traced_durations() -> None:
+    names = [f"t.py::test_{i}" for i in range(12)]
+    history = {n: [past(call_ms=20 + i * 0.1) for i in range(5)] for n in names}
+    others = [obs(n, call_ms=34 + i * 0.1) for i, n in enumerate(names[1:])]  # tracing: 1.7x
+    as_before = [obs(names[0], call_ms=48.5), *others]  # test_0: 2.4x, as always under tracing
+    assert [s.nodeid for s in performance.screen(as_before, history, CONFIG, timed=False)] == [
+        "t.py::test_0"  # without its traced history, more than tracing explains
+    ]
+    traced = [stored_call_ns(int((48 + i * 0.4) * MS), timed=False) for i in range(3)]
+    history["t.py::test_0"] += [past(run_id=2)._replace(call_ns=c) for c in traced]
+    assert performance.screen(as_before, history, CONFIG, timed=False) == []
+    slower = [obs(names[0], call_ms=120), *others]
+    (suspect,) = performance.screen(slower, history, CONFIG, timed=False)
+    assert suspect.nodeid == "t.py::test_0"
+    assert all(b >= 0 for b in suspect.baseline)  # re-runs are judged against untraced runs
 
 
 def test_a_noisy_test_within_its_usual_spread_is_no_suspect() -> None:
@@ -331,10 +350,12 @@ def test_durations_under_coverage_tracing_never_become_baseline(tmp_path: Path) 
         baseline.save_history(store, run, "e", [obs("t.py::a", call_ms=40)], timed=False)
         baseline.save_baseline(store, req, [obs("t.py::a", call_ms=40)], {}, 20)
         _, history = baseline.load_history(store, "e", run + 1, 20)
-        assert history["t.py::a"][0].call_ns == -1
+        assert traced_ns(history["t.py::a"][0].call_ns) == 40 * MS
         (indexed,) = store.conn.execute("SELECT call_ns FROM test_history").fetchone()
-        assert indexed == -1
+        assert traced_ns(indexed) == 40 * MS
         assert performance.baseline_sample(history["t.py::a"]) == []
+        assert performance.traced_sample(history["t.py::a"]) == [40 * MS]
+        assert traced_ns(-1) is None and traced_ns(0) is None  # -1: an older store's traced run
 
 
 def _recorded_session() -> tuple[TelemetryEvent, ...]:
