@@ -34,6 +34,7 @@ class Config:
     perf_alpha: float = 0.05  # family-wise error rate across all tests compared
     perf_reruns: int = 5  # confirming re-runs of suspect tests
     history: int = 20  # baseline runs kept per test
+    raw_test_runs: int = 50  # test runs whose raw spans are kept (0: all); history stays
     error_min_count: int = 5  # error-rate spikes need at least this many errors
     coverage: str = "auto"
     # Healing
@@ -83,6 +84,7 @@ _KEYS: dict[str, type[Any]] = {
     "perf_alpha": float,
     "perf_reruns": int,
     "history": int,
+    "raw_test_runs": int,
     "error_min_count": int,
     "coverage": str,
     "budget_s": float,

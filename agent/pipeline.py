@@ -69,6 +69,8 @@ def run_after_tests(
         with gc_paused():
             found = _record_and_detect(conductor, run, sampler, started, timings)
             learned = _learn(conductor, progress)
+        # Bounded growth: old test runs' raw spans go (their history and baselines stay).
+        conductor.store().prune_test_spans(config.raw_test_runs)
         anomalies = found.anomalies
         healed = None
         # A running agent of this project (or the agent that started this run) heals instead.

@@ -167,6 +167,10 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _GITIGNORE = "# Created by pytest-selfheal: its store, patches and worktrees stay local.\n*\n"
 
 
+# meta key: test runs up to this id have had their raw spans pruned (Store.prune_test_spans).
+_PRUNED = "pruned_test_spans_through"
+
+
 class StoreRecoveredWarning(UserWarning):
     """The store file was unreadable; it was moved aside and a fresh one was made."""
 
@@ -254,6 +258,39 @@ class Store:
                 "UPDATE runs SET ended_ns = ?, status = ?, summary = ? WHERE id = ?",
                 (time.time_ns(), status, json.dumps(summary or {}, sort_keys=True), run_id),
             )
+
+    def prune_test_spans(self, keep: int, batch: int = 10) -> int:
+        """Drop the raw spans of test runs older than the `keep` newest; returns rows dropped.
+
+        Only once `batch` more runs are due (the runs pruned so far are remembered in `meta`),
+        so that a run usually pays one cheap lookup. The runs themselves, their metrics, per-test
+        history and baselines, anomalies and every production run's spans stay: nothing reads
+        an old test run's raw spans.
+        """
+        if keep <= 0:
+            return 0
+        row = self.conn.execute(
+            "SELECT id FROM runs WHERE kind = 'test' ORDER BY id DESC LIMIT 1 OFFSET ?", (keep,)
+        ).fetchone()
+        mark = self.conn.execute("SELECT value FROM meta WHERE key = ?", (_PRUNED,)).fetchone()
+        done = int(mark[0]) if mark else 0
+        if row is None:
+            return 0
+        due = self.conn.execute(
+            "SELECT count(*) FROM runs WHERE kind = 'test' AND id > ? AND id <= ?", (done, row[0])
+        ).fetchone()[0]
+        if due < batch:
+            return 0
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM spans WHERE run_id IN"
+                " (SELECT id FROM runs WHERE kind = 'test' AND id > ? AND id <= ?)",
+                (done, row[0]),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_PRUNED, str(row[0]))
+            )
+        return int(cur.rowcount)
 
     # Events and metrics -------------------------------------------------------------------
 

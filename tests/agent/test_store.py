@@ -188,3 +188,28 @@ def test_version_5_file_drops_the_unread_test_history_index_and_keeps_its_rows(
         assert "test_history_node" not in indexes and "test_history_env" in indexes
         rows = store.conn.execute("SELECT nodeid, call_ns FROM test_history").fetchall()
         assert rows == [("t.py::a", 7)]
+
+
+def test_old_test_runs_lose_their_raw_spans_in_batches(tmp_path: Path) -> None:
+    event = rec.TelemetryEvent(rec.EventSource.TEST, "pytest", "t.py::a", 1, 2)
+    with Store.open(tmp_path / "s.db") as store:
+        production = store.begin_run("otlp")
+        store.insert_events(production, [event])
+        tests = []
+        for _ in range(14):
+            tests.append(store.begin_run("test"))
+            store.insert_events(tests[-1], [event, event])
+        assert store.prune_test_spans(keep=5, batch=10) == 0  # only 9 runs due: not yet
+        tests.append(store.begin_run("test"))
+        store.insert_events(tests[-1], [event, event])
+        assert store.prune_test_spans(keep=5, batch=10) == 20  # the 10 oldest test runs
+        kept = {r for (r,) in store.conn.execute("SELECT DISTINCT run_id FROM spans")}
+        assert kept == {production, *tests[-5:]}
+        assert store.conn.execute("SELECT count(*) FROM runs").fetchone() == (16,)
+        assert store.prune_test_spans(keep=0) == 0 and store.prune_test_spans(keep=5) == 0
+        for _ in range(10):  # ten more runs: the next ten old runs are due
+            tests.append(store.begin_run("test"))
+            store.insert_events(tests[-1], [event, event])
+        assert store.prune_test_spans(keep=5) == 20
+        kept = {r for (r,) in store.conn.execute("SELECT DISTINCT run_id FROM spans")}
+        assert kept == {production, *tests[-5:]}
