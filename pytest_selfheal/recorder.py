@@ -111,7 +111,7 @@ def hook_global_provider(collector: ChildCollector) -> str:
         current.add_span_processor(collector)
         return "joined"
     if isinstance(current, trace.ProxyTracerProvider):
-        provider = TracerProvider()
+        provider = TracerProvider(id_generator=PresetIds())  # not the suite's `random`
         provider.add_span_processor(collector)
         trace.set_tracer_provider(provider)
         return "installed"
@@ -131,17 +131,23 @@ def _posix(path: str) -> str:
     return Path(path).as_posix()
 
 
-class _PresetIds(IdGenerator):
+# Our own generator: drawing ids from the global `random` would move the state a test suite
+# seeded (random.seed in a fixture or conftest), so its tests would see other numbers with the
+# plugin on, and suites that re-seed before every test would hand out the same id twice.
+_RNG = random.Random()
+
+
+class PresetIds(IdGenerator):
     """Span ids chosen before their span is made (see Recorder); random ids otherwise."""
 
     def __init__(self) -> None:
         self.preset = 0
 
     def generate_span_id(self) -> int:
-        return self.preset or random.getrandbits(64)
+        return self.preset or _RNG.getrandbits(64) or 1
 
     def generate_trace_id(self) -> int:
-        return random.getrandbits(128)
+        return _RNG.getrandbits(128) or 1
 
 
 @dataclass
@@ -179,7 +185,7 @@ class Recorder:
         self.worker = worker
         self.coverage = coverage  # agent.coverage_map.Collector or None
         self.collector = ChildCollector(info.trace_id)
-        self._ids = _PresetIds()
+        self._ids = PresetIds()
         self._provider = TracerProvider(resource=resource(info), id_generator=self._ids)
         self._tracer = self._provider.get_tracer("pytest_selfheal")
         self._parent = trace.set_span_in_context(_context_span(info.trace_id, info.session_span_id))
@@ -204,7 +210,7 @@ class Recorder:
         if not self._hooked:
             self._hooked = hook_global_provider(self.collector)
         self.collector.drain()  # spans ended between tests belong to no test
-        span_id = random.getrandbits(64) or 1
+        span_id = _RNG.getrandbits(64) or 1
         current = trace.set_span_in_context(_context_span(self.info.trace_id, span_id))
         self._open = _Test(item, span_id, time.time_ns(), otel_context.attach(current))
         if self.coverage is not None:

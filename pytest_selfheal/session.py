@@ -94,12 +94,12 @@ class Controller:
     def _start_session(self) -> RunInfo:
         from opentelemetry.sdk.trace import TracerProvider
 
-        from pytest_selfheal.recorder import resource
+        from pytest_selfheal.recorder import PresetIds, resource
 
         probe = RunInfo(
             str(self.config.rootpath), self.commit, self.dirty, env_key(self.config), 0, 0
         )
-        self._provider = TracerProvider(resource=resource(probe))
+        self._provider = TracerProvider(resource=resource(probe), id_generator=PresetIds())
         self._session_span = self._provider.get_tracer("pytest_selfheal").start_span(
             "pytest session"
         )

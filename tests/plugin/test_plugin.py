@@ -255,3 +255,42 @@ def test_order_dependent_failure_is_confirmed_by_rerun(project: Project) -> None
     assert anomaly["subject"] == "test_order.py::test_empty"
     assert anomaly["evidence"]["alone"] == "passed,passed,passed"
     assert anomaly["evidence"]["after_predecessors"] == "failed"
+
+
+def test_the_suites_random_numbers_are_its_own(pytester: pytest.Pytester) -> None:
+    """Recording draws no number from the global `random` a suite may have seeded."""
+    pytester.makeconftest(
+        "import random\n\nrandom.seed(1234)\n\n\n"
+        "def pytest_collection_finish(session):\n    random.seed(1234)\n"
+    )
+    body = "import random\n\n\ndef record():\n    with open('drawn.txt', 'a') as f:\n"
+    body += "        f.write(f'{random.random()}\\n')\n"
+    pytester.makepyfile(
+        test_draws=body + "".join(f"\n\ndef test_{i}():\n    record()\n" for i in range(3))
+    )
+    drawn = pytester.path / "drawn.txt"
+    pytester.runpytest(*QUIET[:2]).assert_outcomes(passed=3)
+    plain = drawn.read_text()
+    drawn.unlink()
+    pytester.runpytest("--selfheal", *QUIET).assert_outcomes(passed=3)
+    assert drawn.read_text() == plain
+
+
+def test_suites_that_reseed_before_each_test_still_get_distinct_span_ids(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        "import random\n\nimport pytest\n\n\n@pytest.fixture(autouse=True)\n"
+        "def same_numbers():\n    random.seed(7)\n"
+    )
+    pytester.makepyfile(test_many="".join(f"def test_{i}():\n    pass\n\n\n" for i in range(5)))
+    pytester.runpytest("--selfheal", *QUIET).assert_outcomes(passed=5)
+    conn = sqlite3.connect(pytester.path / ".selfheal" / "selfheal.db")
+    ids = [
+        r[0]
+        for r in conn.execute(
+            "SELECT span_id FROM spans WHERE source = 'test' AND operation != 'pytest session'"
+        )
+    ]
+    conn.close()
+    assert len(ids) == 5 and len(set(ids)) == 5
