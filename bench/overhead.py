@@ -20,6 +20,7 @@ import argparse
 import os
 import resource
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -97,6 +98,7 @@ def bench_suite(  # noqa: PLR0917 - a script's one call site
     for _ in range(runs):
         plain_t.append(timed(pytest, cwd, "plain"))
         heal_t.append(timed([*heal, "--selfheal-coverage=never"], cwd, "heal"))
+    green_sequences = sequence_ms(store, last=runs)
     cov_plain, cov_heal = [], []
     for _ in range(max(3, runs // 2)):
         cov_cmd = [*pytest, f"--cov={cov}", "--cov-context=test", "--cov-report="]
@@ -119,6 +121,33 @@ def bench_suite(  # noqa: PLR0917 - a script's one call site
         f"{name}: raw wall plain {fmt(plain_t)} selfheal {fmt(heal_t)} cov {fmt(cov_plain)} "
         f"selfheal+cov {fmt(cov_heal)}"
     )
+    parts = ", ".join(f"{seq} {ms:.0f} ms" for seq, ms in green_sequences.items())
+    print(f"{name}: green runs' sequences (median, from their beat spans): {parts}")
+
+
+def sequence_ms(store: Path, last: int) -> dict[str, float]:
+    """Median duration of each sequence over the last `last` pipeline runs in the store."""
+    conn = sqlite3.connect(store)
+    try:
+        runs = [
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT run_id FROM spans WHERE source = 'beat'"
+                " ORDER BY run_id DESC LIMIT ?",
+                (last,),
+            )
+        ]
+        rows = conn.execute(
+            "SELECT operation, duration_ns FROM spans WHERE source = 'beat'"
+            f" AND operation LIKE 'sequence %' AND run_id IN ({','.join('?' * len(runs))})",
+            runs,
+        ).fetchall()
+    finally:
+        conn.close()
+    found: dict[str, list[float]] = {}
+    for operation, duration_ns in rows:
+        found.setdefault(operation.removeprefix("sequence "), []).append(duration_ns / 1e6)
+    return {seq: statistics.median(values) for seq, values in found.items()}
 
 
 def fmt(values: list[float]) -> str:
