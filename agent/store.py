@@ -334,22 +334,11 @@ class Store:
         return [_load(row[0], rec.TelemetryEvent) for row in cur]
 
     def insert_metrics(self, run_id: int, metrics: Iterable[rec.TelemetryMetrics]) -> int:
-        rows = [
-            (
-                run_id,
-                m.service,
-                m.operation,
-                m.version,
-                m.window_start_ns,
-                m.window_end_ns,
-                json.dumps(rec.to_json(m)),
-            )
-            for m in metrics
-        ]
+        rows = [metric_row(run_id, m, json.dumps(rec.to_json(m))) for m in metrics]
         return self.insert_metric_rows(rows)
 
     def insert_metric_rows(self, rows: Iterable[Sequence[Any]]) -> int:
-        """Insert prepared `metrics` rows (as `insert_metrics` makes them) in one transaction."""
+        """Insert prepared `metrics` rows (as `metric_row` makes them) in one transaction."""
         rows = rows if isinstance(rows, list) else list(rows)
         with self.transaction() as conn:
             conn.executemany(
@@ -443,6 +432,11 @@ def _event_row(run_id: int, e: rec.TelemetryEvent) -> Sequence[Any]:
 
 
 event_row = _event_row  # public for callers that prepare rows (Store.insert_event_rows)
+
+
+def metric_row(run_id: int, m: rec.TelemetryMetrics, payload: str) -> tuple[Any, ...]:
+    """A `metrics` row (Store.insert_metric_rows column order); `payload` is the record's JSON."""
+    return (run_id, m.service, m.operation, m.version, m.window_start_ns, m.window_end_ns, payload)
 
 
 def _load(payload: str, cls: type[T]) -> T:

@@ -142,21 +142,15 @@ METRICS_BY_HAND = (
 
 
 def metric_rows(run_id: int, metrics: Iterable[TelemetryMetrics]) -> list[Row]:
-    """The `metrics` rows (in `Store.insert_metric_rows` column order) of aggregates.
+    """The `metrics` rows (see `agent.store.metric_row`) of aggregates.
 
     The payload is the text `json.dumps(to_json(m))` gives, without its generic walk over
     every (bucket, count) pair of the sketch and every call edge, most of a test run's cost.
     """
+    from agent.store import metric_row
+
     return [
-        (
-            run_id,
-            m.service,
-            m.operation,
-            m.version,
-            m.window_start_ns,
-            m.window_end_ns,
-            json.dumps(_metric_json(m) if METRICS_BY_HAND else to_json(m)),
-        )
+        metric_row(run_id, m, json.dumps(_metric_json(m) if METRICS_BY_HAND else to_json(m)))
         for m in metrics
     ]
 
