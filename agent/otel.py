@@ -93,32 +93,63 @@ def deepest_frame(stacktrace: str, project_root: str = "") -> str:
 
 def span_to_event(span: ReadableSpan, source: EventSource = EventSource.SPAN) -> TelemetryEvent:
     """Convert one finished SDK span; never raises on odd attribute values."""
-    attrs = _span_attributes(span)
-    service, version = _resource_names(span.resource)
     ctx = span.context
     parent = span.parent
-    status = _status(span.status.status_code)
-    exc_type, exc_message, exc_stack = "", "", ""
+    exception = ("", "", "")
     for event in span.events:
         if event.name == "exception":
             ev = event.attributes or {}
-            exc_type = str(ev.get("exception.type", ""))
-            exc_message = str(ev.get("exception.message", ""))
-            exc_stack = str(ev.get("exception.stacktrace", ""))
-    location = code_location(attrs)
+            exception = (
+                str(ev.get("exception.type", "")),
+                str(ev.get("exception.message", "")),
+                str(ev.get("exception.stacktrace", "")),
+            )
     start = span.start_time or 0
-    end = span.end_time or start
+    return span_event(
+        source,
+        _resource_names(span.resource),
+        span.name,
+        times=(start, span.end_time or start),
+        status=_status(span.status.status_code),
+        ids=(
+            f"{ctx.trace_id:032x}" if ctx is not None else "",
+            f"{ctx.span_id:016x}" if ctx is not None else "",
+            f"{parent.span_id:016x}" if parent is not None else "",
+        ),
+        exception=exception,
+        attrs=_span_attributes(span),
+    )
+
+
+def span_event(
+    source: EventSource,
+    names: tuple[str, str],
+    operation: str,
+    *,
+    times: tuple[int, int],
+    status: SpanStatus,
+    ids: tuple[str, str, str],
+    exception: tuple[str, str, str],
+    attrs: Mapping[str, Any],
+) -> TelemetryEvent:
+    """One span's parts as an event, however they were carried: (service, version) `names`,
+    (start, end) `times`, (trace, span, parent) hex `ids`, (type, message, stack) `exception`.
+    The code location and the exception signature come from them; attributes are made plain."""
+    (service, version), (start, end) = names, times
+    trace_id, span_id, parent_span_id = ids
+    exc_type, exc_message, exc_stack = exception
+    location = code_location(attrs)
     return TelemetryEvent(
         source=source,
         service=service,
         version=version,
-        operation=span.name,
+        operation=operation,
         start_ns=start,
         duration_ns=max(0, end - start),
         status=status,
-        trace_id=f"{ctx.trace_id:032x}" if ctx is not None else "",
-        span_id=f"{ctx.span_id:016x}" if ctx is not None else "",
-        parent_span_id=f"{parent.span_id:016x}" if parent is not None else "",
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
         location=location,
         exception_type=exc_type,
         exception_message=exc_message,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import records as rec
-from agent.otel import code_location, exception_signature, plain_attributes
+from agent.otel import span_event
 
 SPOOL_VERSION = 2  # 2: span-batch lines besides event lines (readers take both)
 HEADER_TYPE = "SpoolHeader"
@@ -243,30 +243,22 @@ def _batch_event(service: str, version: str, row: list[object]) -> rec.Telemetry
         raise TypeError("span-batch row: name, start and end must be a string and integers")
     if type(status) is not int or not isinstance(attrs, dict):
         raise TypeError("span-batch row: bad status or attributes")
-    trace, span, parent = _id(trace_id, 32), _id(span_id, 16), _id(parent_id, 16)
-    location = code_location(attrs)
-    exc_type = exc_message = exc_stack = ""
+    ids = (_id(trace_id, 32), _id(span_id, 16), _id(parent_id, 16))
+    exception = ("", "", "")
     if exc:
         if not isinstance(exc, list):
             raise TypeError("span-batch row: exception must be [type, message, stack] or 0")
         exc_type, exc_message, exc_stack = (str(x) for x in exc)
-    return rec.TelemetryEvent(
-        source=rec.EventSource.SPAN,
-        service=service,
-        version=version,
-        operation=name,
-        start_ns=start,
-        duration_ns=max(0, end - start),
+        exception = (exc_type, exc_message, exc_stack)
+    return span_event(
+        rec.EventSource.SPAN,
+        (service, version),
+        name,
+        times=(start, end),
         status=_BATCH_STATUS[status],
-        trace_id=trace,
-        span_id=span,
-        parent_span_id=parent,
-        location=location,
-        exception_type=exc_type,
-        exception_message=exc_message,
-        exception_stacktrace=exc_stack,
-        exception_signature=exception_signature(exc_type, exc_stack, location) if exc_type else "",
-        attributes=plain_attributes(attrs),
+        ids=ids,
+        exception=exception,
+        attrs=attrs,
     )
 
 
