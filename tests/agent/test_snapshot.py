@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from agent.snapshot import snapshot_parent, working_state
-
-
-def git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
-    return proc.stdout
+from conftest import git
 
 
 def test_a_clean_tree_is_head(make_repo: Callable[..., Path]) -> None:

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Test Author",
-    "GIT_AUTHOR_EMAIL": "author@example.invalid",
-    "GIT_COMMITTER_NAME": "Test Author",
-    "GIT_COMMITTER_EMAIL": "author@example.invalid",
-}
+from conftest import commit_files, git  # the repository-root conftest
 
 APP = """\
 import time
@@ -50,19 +42,6 @@ def test_fast():
 """
 
 
-def git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **GIT_ENV},
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
 class Project:
     """The pytester directory as a git repository with a tiny app and its tests."""
 
@@ -75,11 +54,7 @@ class Project:
         self.commit({"app.py": APP, "test_app.py": TESTS}, "initial")
 
     def commit(self, files: dict[str, str], message: str) -> str:
-        for rel, text in files.items():
-            (self.path / rel).write_text(text, encoding="utf-8")
-        git(self.path, "add", "-A")
-        git(self.path, "commit", "-q", "-m", message)
-        return git(self.path, "rev-parse", "HEAD").strip()
+        return commit_files(self.path, files, message)
 
     def edit(self, rel: str, old: str, new: str, message: str) -> str:
         text = (self.path / rel).read_text(encoding="utf-8")

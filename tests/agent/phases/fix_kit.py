@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from agent.phases.diagnosis.pytest_exec import Frame
 from agent.phases.fix.base import FixWork
 from agent.records import Anomaly, AnomalyKind, CodeLocation, Diagnosis, Severity
+from conftest import commit_files, git  # noqa: F401 - the root conftest's, for the fix tests
 
 
 def work(
@@ -58,31 +56,3 @@ def run(source: str, name: str, *args: object) -> object:
     func = namespace[name]
     assert callable(func)
     return func(*args)
-
-
-def git(repo: Path, *args: str) -> str:
-    """Run git in a test repository (the identity comes from the root conftest's fixtures)."""
-    env = {**os.environ, **_IDENTITY}
-    proc = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, env=env, check=False
-    )
-    assert proc.returncode == 0, f"git {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
-
-
-def commit_files(repo: Path, files: Mapping[str, str], message: str) -> str:
-    for rel, text in files.items():
-        path = repo / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD").strip()
-
-
-_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Test Author",
-    "GIT_AUTHOR_EMAIL": "author@example.invalid",
-    "GIT_COMMITTER_NAME": "Test Author",
-    "GIT_COMMITTER_EMAIL": "author@example.invalid",
-}
