@@ -41,6 +41,35 @@ def code_location(attrs: Mapping[str, Any]) -> CodeLocation:
     )
 
 
+_LOCATIONS: dict[tuple[object, ...], CodeLocation] = {}
+_MAX_LOCATIONS = 65_536
+_NO_CODE = (None,) * 7
+NO_LOCATION = CodeLocation()
+
+
+def shared_code_location(attrs: Mapping[str, Any]) -> CodeLocation:
+    """`code_location`, one shared record per distinct set of code attributes: the spans of
+    one function carry the same ones, and receivers and ingest read it for every span."""
+    get = attrs.get
+    key = (
+        get(CODE_FUNCTION[0]),
+        get(CODE_FUNCTION[1]),
+        get(CODE_FILE[0]),
+        get(CODE_FILE[1]),
+        get(CODE_LINE[0]),
+        get(CODE_LINE[1]),
+        get(CODE_NAMESPACE),
+    )
+    if key == _NO_CODE:
+        return NO_LOCATION
+    found = _LOCATIONS.get(key)
+    if found is None:
+        if len(_LOCATIONS) >= _MAX_LOCATIONS:
+            _LOCATIONS.clear()
+        found = _LOCATIONS[key] = code_location(attrs)
+    return found
+
+
 _SCALARS = frozenset({str, int, float, bool})  # exact types first: a set lookup is cheap
 
 

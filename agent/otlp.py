@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.otel import code_location, exception_signature
-from agent.records import AttrValue, CodeLocation, EventSource, SpanStatus, TelemetryEvent
+from agent.otel import exception_signature, shared_code_location
+from agent.records import AttrValue, EventSource, SpanStatus, TelemetryEvent
 
 PROTOBUF_TYPES = frozenset({"application/x-protobuf", "application/protobuf"})
 JSON_TYPES = frozenset({"application/json"})
@@ -135,7 +135,7 @@ def _event(span: Any, service: str, version: str) -> TelemetryEvent | str:
     if end and end < start:
         return "span that ends before it starts"
     attrs = _attrs(span.attributes)
-    location = _location(attrs)
+    location = shared_code_location(attrs)
     exc_type, exc_message, exc_stack = "", "", ""
     if len(span.events):
         for ev in span.events:
@@ -162,31 +162,6 @@ def _event(span: Any, service: str, version: str) -> TelemetryEvent | str:
         exception_signature=exception_signature(exc_type, exc_stack, location) if exc_type else "",
         attributes=attrs,
     )
-
-
-_LOCATIONS: dict[tuple[object, ...], CodeLocation] = {}
-_MAX_LOCATIONS = 65_536
-
-
-def _location(attrs: dict[str, AttrValue]) -> CodeLocation:
-    """`otel.code_location`, one shared record per distinct set of code attributes: spans of
-    one function carry the same ones, and this runs for every span received."""
-    get = attrs.get
-    key = (
-        get("code.function.name"),
-        get("code.function"),
-        get("code.file.path"),
-        get("code.filepath"),
-        get("code.line.number"),
-        get("code.lineno"),
-        get("code.namespace"),
-    )
-    found = _LOCATIONS.get(key)
-    if found is None:
-        if len(_LOCATIONS) >= _MAX_LOCATIONS:
-            _LOCATIONS.clear()
-        found = _LOCATIONS[key] = code_location(attrs)
-    return found
 
 
 _SCALARS = frozenset({"string_value", "int_value", "bool_value", "double_value"})

@@ -10,7 +10,8 @@ from math import ceil, log
 from operator import attrgetter
 from typing import TypeVar
 
-from agent.phases.telemetry.raw import NO_LOCATION, OpKey, RawEvent
+from agent.otel import NO_LOCATION
+from agent.phases.telemetry.raw import OpKey, RawEvent
 from agent.records import CallEdge, SignatureCount, SpanStatus, TelemetryEvent, TelemetryMetrics
 from agent.sketch import INV_LOG_GAMMA, QuantileSketch, bucket_key
 

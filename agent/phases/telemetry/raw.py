@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.otel import code_location
+from agent.otel import NO_LOCATION, shared_code_location
 from agent.phases.telemetry.anyvalue import LineRef, SpanRef
 from agent.phases.telemetry.anyvalue import attributes as convert_attributes
 from agent.records import AttrValue, CodeLocation, EventSource, SpanStatus, TelemetryEvent
 
-NO_LOCATION = CodeLocation()
 OpKey = tuple[str, str, str]  # (service, operation, version)
 Exception3 = tuple[str, str, str]  # (type, message, stack trace)
-_NO_CODE = (None, None, None, None)
-_LOCATIONS: dict[tuple[object, ...], CodeLocation] = {}
-_MAX_LOCATIONS = 65_536
 
 
 class RawEvent:
@@ -111,7 +107,7 @@ class RawEvent:
         try:
             return self._location
         except AttributeError:
-            self._location = location_of(self.attributes)
+            self._location = shared_code_location(self.attributes)
             return self._location
 
     @location.setter
@@ -131,9 +127,7 @@ class RawEvent:
         return self.exception[2] if self.exception else ""
 
     # The record's names for the same fields: detection reads handed-on events of either kind.
-    @property
-    def exception_message(self) -> str:
-        return self.exception[1] if self.exception else ""
+    exception_message = exc_message
 
     @property
     def exception_signature(self) -> str:
@@ -213,22 +207,3 @@ class RecordEvent(RawEvent):
         ):
             return record
         return super().to_event()
-
-
-def location_of(attrs: dict[str, AttrValue]) -> CodeLocation:
-    """`otel.code_location`, with one shared object per distinct set of code attributes."""
-    get = attrs.get
-    raw = (
-        get("code.function.name") or get("code.function"),
-        get("code.file.path") or get("code.filepath"),
-        get("code.line.number") or get("code.lineno"),
-        get("code.namespace"),
-    )
-    if raw == _NO_CODE:
-        return NO_LOCATION
-    cached = _LOCATIONS.get(raw)
-    if cached is None:
-        if len(_LOCATIONS) >= _MAX_LOCATIONS:
-            _LOCATIONS.clear()
-        cached = _LOCATIONS[raw] = code_location(attrs)
-    return cached
