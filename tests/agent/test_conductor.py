@@ -21,6 +21,7 @@ from agent.handlers import HandlerSet, Registry, default_registry, plugin_handle
 from agent.records import EventSource, SpanStatus
 from agent.store import Store
 from sequences import SEQUENCE_DIR
+from tests.agent.entrypoint_kit import install_handlers
 
 INDEX = json.loads((SEQUENCE_DIR / "index.json").read_text(encoding="utf-8"))
 
@@ -366,31 +367,19 @@ def test_missing_overlay_directory_is_an_error(tmp_path: Path) -> None:
 # Third-party beats through the selfheal.handlers entry-point group ------------------------
 
 
+LOUD_BEATS = """
+from agent.handlers import HandlerSet
+
+HANDLERS = HandlerSet("custom")
+
+@HANDLERS.beat("shoutSteps", "pure")
+def shout(baton, ctx):
+    return type(baton)(tuple(s.upper() for s in baton.steps))
+"""
+
+
 def install_plugin(site: Path) -> None:
-    """A real installed distribution (dist-info with entry_points.txt) on a path entry."""
-    site.mkdir()
-    (site / "loud_beats.py").write_text(
-        textwrap.dedent(
-            """
-            from agent.handlers import HandlerSet
-
-            HANDLERS = HandlerSet("custom")
-
-            @HANDLERS.beat("shoutSteps", "pure")
-            def shout(baton, ctx):
-                return type(baton)(tuple(s.upper() for s in baton.steps))
-            """
-        ),
-        encoding="utf-8",
-    )
-    info = site / "loud_beats-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: loud-beats\nVersion: 1.0\n", encoding="utf-8"
-    )
-    (info / "entry_points.txt").write_text(
-        "[selfheal.handlers]\nloud = loud_beats:HANDLERS\n", encoding="utf-8"
-    )
+    install_handlers(site, "loud_beats", "loud", LOUD_BEATS)
 
 
 def test_handlers_from_an_installed_entry_point(

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from agent.handlers import (
     phase_handlers,
 )
 from sequences import SEQUENCE_DIR
+from tests.agent.entrypoint_kit import install_handlers
 
 INDEX = json.loads((SEQUENCE_DIR / "index.json").read_text(encoding="utf-8"))
 
@@ -80,16 +80,7 @@ def test_default_registry_loads_nothing_until_asked() -> None:
 
 
 def install_plugin(site: Path, body: str) -> None:
-    site.mkdir()
-    (site / "extra_beats.py").write_text(textwrap.dedent(body), encoding="utf-8")
-    info = site / "extra_beats-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: extra-beats\nVersion: 1.0\n", encoding="utf-8"
-    )
-    (info / "entry_points.txt").write_text(
-        "[selfheal.handlers]\nextra = extra_beats:HANDLERS\n", encoding="utf-8"
-    )
+    install_handlers(site, "extra_beats", "extra", body)
 
 
 CLASHING = """
