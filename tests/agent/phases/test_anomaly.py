@@ -298,16 +298,22 @@ def test_detect_on_a_real_store_through_the_telemetry_phase(tmp_path: Path) -> N
         assert rows == 6
 
 
+def _run_with_one_history_row(store: Store) -> int:
+    """A test run whose only trace is a `test_history` row (no rolling baseline row)."""
+    run = store.begin_run("test", commit="c1", env_key="e")
+    store.conn.execute(
+        "INSERT INTO test_history (run_id, env_key, nodeid, outcome, call_ns, total_ns)"
+        " VALUES (?, 'e', 't.py::a', 'passed', 7, 9)",
+        (run,),
+    )
+    return run
+
+
 def test_history_from_a_store_without_the_rolling_baseline(tmp_path: Path) -> None:
     from agent.phases.anomaly import baseline
 
     with Store.open(tmp_path / "s.db") as store:
-        run = store.begin_run("test", commit="c1", env_key="e")
-        store.conn.execute(
-            "INSERT INTO test_history (run_id, env_key, nodeid, outcome, call_ns, total_ns)"
-            " VALUES (?, 'e', 't.py::a', 'passed', 7, 9)",
-            (run,),
-        )
+        run = _run_with_one_history_row(store)
         runs, history = baseline.load_history(store, "e", run + 1, 20)
         assert runs == [run]
         assert history == {"t.py::a": (PastResult(run, "c1", False, "passed", 7, "", {}),)}
@@ -517,12 +523,7 @@ def test_history_queries_search_an_index(tmp_path: Path) -> None:
     from agent.phases.anomaly import baseline
 
     with Store.open(tmp_path / "s.db") as store:
-        run = store.begin_run("test", commit="c1", env_key="e")
-        store.conn.execute(
-            "INSERT INTO test_history (run_id, env_key, nodeid, outcome, call_ns, total_ns)"
-            " VALUES (?, 'e', 't.py::a', 'passed', 7, 9)",
-            (run,),
-        )
+        run = _run_with_one_history_row(store)
         req = DetectRequest(run_id=run + 1, env_key="e", commit="c2")
         statements: list[str] = []
         store.conn.set_trace_callback(statements.append)  # the SQL as run, values filled in
