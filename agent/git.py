@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,11 +26,16 @@ def run_git(
     input_text: str | None = None,
     timeout: float = 120.0,
     identity: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> str:
-    """Run `git args` in cwd and return stdout; a non-zero exit raises GitError."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    """Run `git args` in cwd and return stdout; a non-zero exit raises GitError.
+
+    `env`: extra environment variables for this call only (never os.environ: validation runs
+    git on other threads, which must not see, say, a temporary index).
+    """
+    full = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **(env or {})}
     if identity:
-        env = {**_IDENTITY, **env}
+        full = {**_IDENTITY, **full}
     try:
         proc = subprocess.run(
             ["git", *args],
@@ -37,7 +43,7 @@ def run_git(
             input=input_text,
             capture_output=True,
             text=True,
-            env=env,
+            env=full,
             timeout=timeout,
             check=False,
         )
@@ -45,6 +51,8 @@ def run_git(
         raise GitError("git is not installed or not on PATH") from None
     except subprocess.TimeoutExpired:
         raise GitError(f"git {' '.join(args)} timed out after {timeout:.0f}s in {cwd}") from None
+    except OSError as exc:
+        raise GitError(f"git {' '.join(args)} in {cwd}: {exc}") from None
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
         raise GitError(f"git {' '.join(args)} failed in {cwd}: {detail[-1] if detail else ''}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +12,7 @@ from agent import git
 from agent.errors import GitError
 
 SNAPSHOT_SUBJECT = "selfheal: snapshot of uncommitted work"
-_IDENTITY = {
-    "GIT_AUTHOR_NAME": "pytest-selfheal",
-    "GIT_AUTHOR_EMAIL": "selfheal@localhost",
-    "GIT_COMMITTER_NAME": "pytest-selfheal",
-    "GIT_COMMITTER_EMAIL": "selfheal@localhost",
-}
+_TIMEOUT_S = 300.0  # adding a large working tree to a temporary index can take a while
 # Never part of the project even when a repository forgets to ignore them: selfheal's own
 # state, bytecode and tool caches, virtual environments. Given to git as extra ignore rules
 # (an exclude pathspec would make `git add` fail on paths .gitignore already ignores).
@@ -75,11 +69,12 @@ def _working_tree(repo: Path) -> str:
             shutil.copyfile(index, temp_index)
         env = {"GIT_INDEX_FILE": str(temp_index)}
         if not index.exists():
-            _git_env(repo, env, "read-tree", "HEAD")
+            git.run_git(repo, "read-tree", "HEAD", env=env, timeout=_TIMEOUT_S)
         ignore = Path(tmp) / "ignore"
         ignore.write_text(_global_excludes(repo) + "\n".join(_IGNORE) + "\n", encoding="utf-8")
-        _git_env(repo, env, "-c", f"core.excludesFile={ignore}", "add", "-A", "--", ".")
-        return _git_env(repo, env, "write-tree").strip()
+        add = ("-c", f"core.excludesFile={ignore}", "add", "-A", "--", ".")
+        git.run_git(repo, *add, env=env, timeout=_TIMEOUT_S)
+        return git.run_git(repo, "write-tree", env=env, timeout=_TIMEOUT_S).strip()
 
 
 def _global_excludes(repo: Path) -> str:
@@ -95,33 +90,8 @@ def _global_excludes(repo: Path) -> str:
 
 def _commit_tree(repo: Path, tree: str, parent: str, date: str) -> str:
     env = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}
-    return _git_env(
-        repo, env, "commit-tree", tree, "-p", parent, "-m", SNAPSHOT_SUBJECT, identity=True
-    ).strip()
-
-
-def _git_env(repo: Path, env: dict[str, str], *args: str, identity: bool = False) -> str:
-    """git with extra environment variables, for this call only (never os.environ: validation
-    runs git on other threads, which must not see the temporary index)."""
-    full = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", **env}
-    if identity:
-        full = {**_IDENTITY, **full}
-    try:
-        proc = subprocess.run(
-            ["git", *args],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            env=full,
-            timeout=300,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise GitError(f"git {' '.join(args)} in {repo}: {exc}") from None
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise GitError(f"git {' '.join(args)} failed in {repo}: {detail[-1] if detail else ''}")
-    return proc.stdout
+    args = ("commit-tree", tree, "-p", parent, "-m", SNAPSHOT_SUBJECT)
+    return git.run_git(repo, *args, env=env, identity=True, timeout=_TIMEOUT_S).strip()
 
 
 def snapshot_parent(repo: Path, commit: str) -> str:
