@@ -107,20 +107,14 @@ def _screened(
         base = baseline_sample(history.get(obs.nodeid, ()))
         if len(base) >= MIN_BASELINE:
             candidates.append((obs, base, thresholds(config, obs.ratio, obs.floor_ms)))
-    if timed:
-        return [
-            c for c in candidates if clears_screen(c[0].call_ns, c[1], c[2].ratio, c[2].floor_ns)
-        ]
-    factor = tracing_factor([(o.call_ns, b) for o, b, _ in candidates])
+    factor = 1.0 if timed else tracing_factor([(o.call_ns, b) for o, b, _ in candidates])
     flagged = []
     for obs, base, limits in candidates:
-        traced = traced_sample(history.get(obs.nodeid, ()))
-        value, ref = (
-            (obs.call_ns, traced)
-            if len(traced) >= MIN_BASELINE
-            else (int(obs.call_ns / factor), base)
-        )
-        if clears_screen(value, ref, limits.ratio, limits.floor_ns):
+        value, ref = float(obs.call_ns), base
+        if not timed:
+            traced = traced_sample(history.get(obs.nodeid, ()))
+            value, ref = (value, traced) if len(traced) >= MIN_BASELINE else (value / factor, base)
+        if clears_screen(int(value), ref, limits.ratio, limits.floor_ns):
             flagged.append((obs, base, limits))
     return flagged
 
@@ -133,9 +127,8 @@ TRACING_MIN_TESTS = 10
 def tracing_factor(measured: Sequence[tuple[int, Sequence[int]]]) -> float:
     """How much slower a traced run's tests are than their untraced baselines: the median of
     each test's duration over its baseline median (never below 1)."""
-    ratios = [
-        duration / stats.median(base) for duration, base in measured if stats.median(base) > 0
-    ]
+    medians = [(duration, stats.median(base)) for duration, base in measured]
+    ratios = [duration / median for duration, median in medians if median > 0]
     if len(ratios) < TRACING_MIN_TESTS:
         return 1.0
     return max(1.0, stats.median(ratios))
