@@ -272,10 +272,10 @@ class Store:
         row = self.conn.execute(
             "SELECT id FROM runs WHERE kind = 'test' ORDER BY id DESC LIMIT 1 OFFSET ?", (keep,)
         ).fetchone()
-        mark = self.conn.execute("SELECT value FROM meta WHERE key = ?", (_PRUNED,)).fetchone()
-        done = int(mark[0]) if mark else 0
         if row is None:
             return 0
+        mark = self.conn.execute("SELECT value FROM meta WHERE key = ?", (_PRUNED,)).fetchone()
+        done = int(mark[0]) if mark else 0
         due = self.conn.execute(
             "SELECT count(*) FROM runs WHERE kind = 'test' AND id > ? AND id <= ?", (done, row[0])
         ).fetchone()[0]

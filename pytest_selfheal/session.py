@@ -218,15 +218,15 @@ class Controller:
         if self.recorder is not None and self.recorder.coverage is not None:
             per_test, statements = self.recorder.coverage.stop()
             self._merge_coverage({"per_test": per_test, "statements": statements})
-        if self.recorder is not None:
-            self._collect_local()
+        self._collect_local()
         self._end_session(session)
         self.result = self._run_pipeline(session)
         self._write_reports()
         self._apply_fail_on(session)
 
     def _collect_local(self) -> None:
-        """This process's test spans, made now from what each test recorded (see Recorder)."""
+        """This process's test spans, made now from what each test recorded (see Recorder);
+        nothing under xdist, where the workers send theirs with each teardown report."""
         from agent.phases.telemetry import gc_paused
 
         if self.recorder is None:
