@@ -69,8 +69,7 @@ def run_after_tests(
         with gc_paused():
             found = _record_and_detect(conductor, run, sampler, started, timings)
             learned = _learn(conductor, progress)
-        # Bounded growth: old test runs' raw spans go (their history and baselines stay).
-        conductor.store().prune_test_spans(config.raw_test_runs)
+        _prune(conductor.store(), config.raw_test_runs, progress)
         anomalies = found.anomalies
         healed = None
         # A running agent of this project (or the agent that started this run) heals instead.
@@ -149,6 +148,20 @@ def _collecting(sampler: Any, collector: bool) -> Any:
                 gc.disable()
 
     return sample
+
+
+def _prune(store: Store, keep: int, progress: Callable[[str], None] | None) -> None:
+    """Bounded growth: old test runs' raw spans go (their history and baselines stay). A store
+    too busy for it now is pruned by a later run; it never costs this run its results."""
+    import sqlite3
+
+    from agent.errors import SelfHealError
+
+    try:
+        store.prune_test_spans(keep)
+    except (SelfHealError, sqlite3.Error) as exc:
+        if progress is not None:
+            progress(f"selfheal: old raw spans not pruned: {exc}")
 
 
 def _learn(conductor: Any, progress: Callable[[str], None] | None) -> Any:
