@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,13 @@ class TelemetryRequest:
     # run from memory instead of back from the store; needs keep_raw. Memory grows with the
     # ingest, so only for runs that fit in memory anyway (a test session's events).
     hand_on: bool = False
+    # In-memory events that arrive while the ingest runs (a test session's, from the plugin's
+    # sidecar): each call blocks until the next chunk and says whether it is the last. The
+    # ingest plays one batch per chunk, so most of a run is stored before the session ends.
+    feed: Callable[[], tuple[tuple[TelemetryEvent, ...], bool]] | None = None
+    # Spans known to arrive last, as (trace id, span id, (service, operation, version)): their
+    # children are linked as they come instead of waiting for them (a fed session's span).
+    parents: tuple[tuple[str, str, tuple[str, str, str]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,14 +93,14 @@ class IngestState:
 
     @classmethod
     def for_request(cls, request: TelemetryRequest) -> IngestState:
+        # Parents are looked up among the last 100,000 spans (or 10 batches); a child waits
+        # for a later parent for one batch's worth of events (at least 10,000).
+        index = LinkIndex(max(10 * request.batch_events, 100_000))
+        for trace_id, span_id, key in request.parents:
+            index.add(trace_id, span_id, key)
         return cls(
             stats=ReadStats(),
-            # Parents are looked up among the last 100,000 spans (or 10 batches); a child waits
-            # for a later parent for one batch's worth of events (at least 10,000).
-            links=LinkState(
-                LinkIndex(max(10 * request.batch_events, 100_000)),
-                hold_events=max(request.batch_events, 10_000),
-            ),
+            links=LinkState(index, hold_events=max(request.batch_events, 10_000)),
             aggregator=Aggregator(request.max_operations, request.exemplars),
         )
 

@@ -46,7 +46,7 @@ def request_problems(req: TelemetryRequest) -> list[str]:
     problems = []
     if req.run_kind not in RUN_KINDS:
         problems.append(f"run kind {req.run_kind!r} is not one of {', '.join(RUN_KINDS)}")
-    if not req.sources and not req.events:
+    if not req.sources and not req.events and req.feed is None:
         problems.append("nothing to ingest: no sources and no events")
     if req.batch_events < 1 or req.max_operations < 1 or req.exemplars < 0:
         problems.append("batch_events and max_operations must be positive, exemplars >= 0")
@@ -79,6 +79,10 @@ def extract_telemetry_events(baton: TelemetryBaton, ctx: BeatContext) -> Telemet
         out.extend(RawEvent.from_record(event) for event in baton.request.events)
     state = baton.state
     cursor = read_batch(baton.sources, baton.cursor, baton.request.batch_events, state.stats, out)
+    fed_all = True
+    if baton.request.feed is not None:
+        chunk, fed_all = baton.request.feed()
+        out.extend(RawEvent.from_record(event) for event in chunk)
     state.events += len(out)
     return replace(
         baton,
@@ -86,7 +90,7 @@ def extract_telemetry_events(baton: TelemetryBaton, ctx: BeatContext) -> Telemet
         previous=baton.cursor,
         cursor=cursor,
         memory_read=True,
-        exhausted=cursor.index >= len(baton.sources),
+        exhausted=cursor.index >= len(baton.sources) and fed_all,
     )
 
 
@@ -149,7 +153,8 @@ def run_summary(baton: TelemetryBaton) -> dict[str, Any]:
 def parse_telemetry_completed(baton: TelemetryBaton, ctx: BeatContext) -> TelemetryBaton:
     """Hand the run id and counts on after the last batch; guard against a stalled read."""
     if not baton.exhausted:
-        if baton.cursor == baton.previous:  # another play would read the same bytes forever
+        # Another play would read the same bytes forever (a feed moves on by itself).
+        if baton.cursor == baton.previous and baton.request.feed is None:
             raise TelemetryError(f"no progress reading past {baton.cursor} of {baton.sources}")
         return baton
     state = baton.state

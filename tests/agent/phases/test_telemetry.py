@@ -339,3 +339,77 @@ def test_hand_on_needs_every_event_stored(conductor: Conductor) -> None:
     events = (TelemetryEvent(EventSource.TEST, "pytest", "t", 1, 2),)
     with pytest.raises(BeatError, match="hand_on needs keep_raw"):
         ingest(conductor, TelemetryRequest(events=events, hand_on=True))
+
+
+def _child(i: int, trace: str = "ab" * 16) -> TelemetryEvent:
+    return TelemetryEvent(
+        EventSource.TEST,
+        "pytest",
+        f"test_{i}",
+        10 * i,
+        10 * i + 5,
+        trace_id=trace,
+        span_id=f"{i:016x}",
+        parent_span_id="f" * 16,
+    )
+
+
+def test_a_feed_is_stored_chunk_by_chunk_with_its_known_parent(
+    conductor: Conductor, config: Config
+) -> None:
+    """A test session's spans, fed as its tests end: each chunk is stored before the next
+    comes, its spans linked to the session span that is known to come last."""
+    session = TelemetryEvent(
+        EventSource.TEST, "pytest", "pytest session", 1, 99, trace_id="ab" * 16, span_id="f" * 16
+    )
+    chunks = [((_child(1), _child(2)), False), ((_child(3),), False), ((session,), True)]
+    stored_before: list[int] = []
+
+    def feed() -> tuple[tuple[TelemetryEvent, ...], bool]:
+        with Store.open(config.store) as other:  # what another reader sees by now
+            stored_before.append(other.conn.execute("SELECT count(*) FROM spans").fetchone()[0])
+        return chunks.pop(0)
+
+    out = ingest(
+        conductor,
+        TelemetryRequest(
+            feed=feed,
+            parents=(("ab" * 16, "f" * 16, ("pytest", "pytest session", "")),),
+            keep_raw=True,
+            hand_on=True,
+            run_kind="test",
+        ),
+    )
+    assert stored_before == [0, 2, 3]  # nothing held back for the parent that comes last
+    assert out.batches == 3 and out.unresolved_parents == 0 and len(out.handed_on) == 4
+    with Store.open(config.store) as store:
+        stored = store.events(out.run_id)
+        (status,) = store.conn.execute("SELECT status FROM runs WHERE id = ?", (out.run_id,))
+    assert [e.operation for e in stored] == ["test_1", "test_2", "test_3", "pytest session"]
+    assert {e.parent_operation for e in stored[:3]} == {"pytest session"}
+    assert status == ("ok",)
+
+
+def test_a_feed_that_breaks_off_marks_the_run_failed_and_keeps_what_came(
+    conductor: Conductor, config: Config
+) -> None:
+    from agent.errors import TelemetryError
+
+    calls = iter([((_child(1),), False)])
+
+    def feed() -> tuple[tuple[TelemetryEvent, ...], bool]:
+        try:
+            return next(calls)
+        except StopIteration:
+            raise TelemetryError("the test session went away before it ended") from None
+
+    parents = (("ab" * 16, "f" * 16, ("pytest", "pytest session", "")),)
+    with pytest.raises(SelfHealError, match="went away"):
+        ingest(
+            conductor,
+            TelemetryRequest(feed=feed, parents=parents, keep_raw=True, run_kind="test"),
+        )
+    with Store.open(config.store) as store:
+        ((run_id, status),) = store.conn.execute("SELECT id, status FROM runs").fetchall()
+        assert status == "failed"
+        assert [e.operation for e in store.events(run_id)] == ["test_1"]
