@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from agent.phases.anomaly import model as m
@@ -141,6 +142,42 @@ SELECT run_id FROM earlier WHERE run_id IS NOT NULL LIMIT ?3
 """
 
 
+@dataclass(frozen=True)
+class ReadAhead:
+    """An environment's rolling baseline, read and decoded while the run it serves was still
+    being recorded (the plugin's sidecar has a core to spare then); `load_history` takes it
+    when the store has not changed since, as `PRAGMA data_version` tells on that connection."""
+
+    env_key: str
+    data_version: int
+    texts: dict[str, str]
+    entries: dict[str, tuple[m.PastResult, ...]]
+
+
+def read_ahead(store: Store, env_key: str) -> ReadAhead:
+    return ReadAhead(env_key, _data_version(store), *_rolling_rows(store, env_key))
+
+
+def _rolling_rows(
+    store: Store, env_key: str
+) -> tuple[dict[str, str], dict[str, tuple[m.PastResult, ...]]]:
+    """Each test's stored row, as text and decoded."""
+    texts: dict[str, str] = {}
+    entries: dict[str, tuple[m.PastResult, ...]] = {}
+    rows = store.conn.execute(
+        "SELECT nodeid, history FROM test_baseline WHERE env_key = ?", (env_key,)
+    )
+    for nodeid, text in rows:
+        texts[nodeid] = text
+        entries[nodeid] = tuple(m.PastResult(*e) for e in json.loads(text))
+    return texts, entries
+
+
+def _data_version(store: Store) -> int:
+    """Changes when another connection commits (never for this connection's own writes)."""
+    return int(store.conn.execute("PRAGMA data_version").fetchone()[0])
+
+
 def load_history(
     store: Store,
     env_key: str,
@@ -148,6 +185,7 @@ def load_history(
     per_test: int,
     *,
     rows_read: dict[str, str] | None = None,
+    ahead: ReadAhead | None = None,
 ) -> tuple[list[int], dict[str, tuple[m.PastResult, ...]]]:
     """Each test's last `per_test` results in comparable runs (newest first), and the runs.
 
@@ -157,17 +195,25 @@ def load_history(
     runs = baseline_runs(store, env_key, before_run, per_test * RUN_WINDOW_FACTOR)
     if not runs:
         return [], {}
+    if (
+        ahead is not None
+        and ahead.env_key == env_key
+        and ahead.data_version == _data_version(store)
+    ):
+        texts, rolling = ahead.texts, ahead.entries
+    else:
+        texts, rolling = _rolling_rows(store, env_key)
     history: dict[str, tuple[m.PastResult, ...]] = {}
-    rows = store.conn.execute(
-        "SELECT nodeid, history FROM test_baseline WHERE env_key = ?", (env_key,)
-    )
-    for nodeid, text in rows:
-        stored = json.loads(text)
-        entries = [e for e in stored if e[0] < before_run][:per_test]
+    for nodeid, stored in rolling.items():
+        # Newest first: when the newest is older than this run, so is every other one.
+        if stored and stored[0][0] < before_run:
+            entries = stored[:per_test]
+        else:
+            entries = tuple(e for e in stored if e[0] < before_run)[:per_test]
         if entries:
-            history[nodeid] = tuple(m.PastResult(*e) for e in entries)
+            history[nodeid] = entries
             if rows_read is not None and len(entries) == len(stored):
-                rows_read[nodeid] = text
+                rows_read[nodeid] = texts[nodeid]
     if not history:  # a store written before the rolling baseline existed
         history = _history_from_runs(store, runs, per_test)
     return runs, history

@@ -35,7 +35,7 @@ def load_test_run(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
         return baton
     rows: dict[str, str] = {}
     runs, history = baseline.load_history(
-        store, req.env_key, req.run_id, ctx.config.history, rows_read=rows
+        store, req.env_key, req.run_id, ctx.config.history, rows_read=rows, ahead=req.ahead
     )
     history = baseline.fill_failing(store, req, current, history, ctx.config.history)
     return dataclasses.replace(

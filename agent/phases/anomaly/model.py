@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from agent.records import Anomaly, AttrValue, CodeLocation, EventSource
 
@@ -89,6 +89,9 @@ class DetectRequest:
     # The run's stored events in `spans` order, as the telemetry phase handed them on (no
     # re-read of what was just written); None: read the run back from the store.
     events: Sequence[StoredEvent] | None = field(default=None, repr=False, compare=False)
+    # The rolling baseline read ahead while the run was recorded (baseline.ReadAhead), used
+    # if the store has not changed since; None: read it now.
+    ahead: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -536,3 +537,28 @@ def test_history_queries_search_an_index(tmp_path: Path) -> None:
             plan = [r[3] for r in store.conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
             scans = [p for p in plan if p.startswith("SCAN") and p != "SCAN earlier"]
             assert not scans and any(p.startswith("SEARCH") for p in plan), (sql, plan)
+
+
+def test_a_baseline_read_ahead_is_used_only_while_the_store_is_unchanged(tmp_path: Path) -> None:
+    """The plugin's sidecar reads the baseline while the tests run; a write by anyone else in
+    the meantime (another session of the same project) makes detection read it again."""
+    from agent.phases.anomaly import baseline
+
+    insert = "INSERT OR REPLACE INTO test_baseline VALUES ('e', 't.py::a', ?, ?)"
+    with Store.open(tmp_path / "s.db") as store:
+        run = _run_with_one_history_row(store)
+        store.conn.execute(insert, (run, json.dumps([[run, "c1", False, "passed", 7, ""]])))
+        store.conn.commit()
+        ahead = baseline.read_ahead(store, "e")
+        statements: list[str] = []
+        store.conn.set_trace_callback(statements.append)
+        _, history = baseline.load_history(store, "e", run + 5, 20, ahead=ahead)
+        assert history["t.py::a"][0].call_ns == 7
+        assert not [s for s in statements if "test_baseline" in s]  # taken from the read-ahead
+        with Store.open(tmp_path / "s.db") as other:  # another session records a run
+            later = [[run + 1, "c2", False, "passed", 9, ""], [run, "c1", False, "passed", 7, ""]]
+            other.conn.execute(insert, (run + 1, json.dumps(later)))
+            other.conn.commit()
+        _, history = baseline.load_history(store, "e", run + 5, 20, ahead=ahead)
+        store.conn.set_trace_callback(None)
+        assert [p.call_ns for p in history["t.py::a"]] == [9, 7]
