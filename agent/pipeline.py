@@ -30,6 +30,20 @@ class TestRun:
     coverage: Mapping[str, Any] | None = None  # {"per_test": ..., "statements": ...}
     sampler: Any = None  # agent.phases.anomaly.model.Sampler: in-process timing re-runs
     timed: bool = True  # False: durations measured under coverage tracing
+    # Events that arrive while the tests still run (the plugin's sidecar), stored as they come;
+    # the last chunk carries the RunEnd, whose values replace coverage, sampler and timed.
+    feed: Callable[[], tuple[tuple[TelemetryEvent, ...], RunEnd | None]] | None = None
+    # Spans that end last (the session's): see TelemetryRequest.parents.
+    parents: tuple[tuple[str, str, tuple[str, str, str]], ...] = ()
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """What only the end of a session tells: its coverage, its re-runs, how it was timed."""
+
+    coverage: Mapping[str, Any] | None = None
+    sampler: Any = None
+    timed: bool = True
 
 
 @dataclass(frozen=True)
@@ -63,11 +77,11 @@ def run_after_tests(
     with conductor, conductor.grouped():  # one `pipeline` run for all phases
         # The data path makes only acyclic data; the collector's passes over the test session's
         # heap cost more than the rest of a green run's detection (see gc_paused).
-        sampler = _collecting(run.sampler, gc.isenabled())
+        collector = gc.isenabled()
         # Only the small result outlives the pause: what was made in it is freed before the
         # collector runs again, which would otherwise traverse all of it once.
         with gc_paused():
-            found = _record_and_detect(conductor, run, sampler, started, timings)
+            found = _record_and_detect(conductor, run, collector, started, timings)
             learned = _learn(conductor, progress)
         _prune(conductor.store(), config.raw_test_runs, progress)
         anomalies = found.anomalies
@@ -84,12 +98,15 @@ def run_after_tests(
 
 
 def _record_and_detect(
-    conductor: Any, run: TestRun, sampler: Any, started: float, timings: dict[str, float]
+    conductor: Any, run: TestRun, collector: bool, started: float, timings: dict[str, float]
 ) -> PipelineResult:
     """Phases 1 and 2: the stored run and what detection found in it."""
     from agent.phases.anomaly import DetectRequest, detect_run
     from agent.phases.telemetry import TelemetryRequest, ingest
 
+    ends: list[RunEnd] = []
+    # A fed run is stored while its tests run; its baseline is read meanwhile too.
+    ahead = _read_ahead(conductor.store(), run.env_key) if run.feed is not None else None
     outcome = ingest(
         conductor,
         TelemetryRequest(
@@ -100,8 +117,14 @@ def _record_and_detect(
             env_key=run.env_key,
             keep_raw=True,
             hand_on=True,  # detection reads the run from memory, not back from the store
+            feed=_fed(run.feed, ends) if run.feed is not None else None,
+            parents=run.parents,
         ),
     )
+    if ends:
+        end = ends[0]
+        run = dataclasses.replace(run, coverage=end.coverage, sampler=end.sampler, timed=end.timed)
+    sampler = _collecting(run.sampler, collector)
     timings["telemetry"] = _lap(started)
     map_id = _save_coverage(conductor.store(), run, outcome.run_id)
     baton = detect_run(
@@ -117,6 +140,7 @@ def _record_and_detect(
             sampler=sampler,
             timed=run.timed,
             events=outcome.handed_on,
+            ahead=ahead,
         ),
     )
     timings["anomaly"] = _lap(started) - timings["telemetry"]
@@ -129,6 +153,26 @@ def _record_and_detect(
         notes=baton.notes,
         timings_ms=timings,
     )
+
+
+def _read_ahead(store: Store, env_key: str) -> Any:
+    from agent.phases.anomaly.baseline import read_ahead
+
+    return read_ahead(store, env_key)
+
+
+def _fed(
+    feed: Callable[[], tuple[tuple[TelemetryEvent, ...], RunEnd | None]], ends: list[RunEnd]
+) -> Callable[[], tuple[tuple[TelemetryEvent, ...], bool]]:
+    """The telemetry phase's view of a run's feed; the last chunk's RunEnd lands in `ends`."""
+
+    def chunk() -> tuple[tuple[TelemetryEvent, ...], bool]:
+        events, end = feed()
+        if end is not None:
+            ends.append(end)
+        return events, end is not None
+
+    return chunk
 
 
 def _collecting(sampler: Any, collector: bool) -> Any:

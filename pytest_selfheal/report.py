@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent.records import to_json
-
 
 def display_path(path: Path, root: Path) -> str:
     try:
@@ -19,6 +17,8 @@ def display_path(path: Path, root: Path) -> str:
 
 def summary(result: Any, info: Any, problems: list[str], coverage: str) -> dict[str, Any]:
     """Everything the summary says, as plain JSON types (the report files hold exactly this)."""
+    from agent.records import to_json
+
     anomalies = [to_json(a) for a in result.anomalies] if result is not None else []
     return {
         "version": 1,

@@ -1,10 +1,11 @@
-"""The controller side: run facts, the session span, collecting test events, pipeline, output."""
+"""The controller side: run facts, collecting test records, the pipeline (in a sidecar), output."""
 
 from __future__ import annotations
 
 import contextlib
 import platform
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,15 @@ import pytest
 
 from pytest_selfheal import options as opts
 from pytest_selfheal import report
-from pytest_selfheal.recorder import REPORT_ATTR, Recorder, RunInfo
+from pytest_selfheal.afterrun import EndFacts, Outcome, RunSpec
+from pytest_selfheal.recorder import (
+    REPORT_ATTR,
+    RecordedTest,
+    Recorder,
+    RunInfo,
+    new_span_id,
+    new_trace_id,
+)
 
 
 class SelfHealWarning(pytest.PytestWarning):
@@ -66,13 +75,28 @@ class Controller:
             raise pytest.UsageError(str(exc)) from None
         self.root = self._repo_root()
         self.commit, self.dirty = self._git_state()
-        self.info = self._start_session()
-        self.events: list[Any] = []
-        self.result: Any = None
+        self.info = RunInfo(
+            str(config.rootpath),
+            self.commit,
+            self.dirty,
+            env_key(config),
+            new_trace_id(),
+            new_span_id(),
+        )
+        self.records: list[RecordedTest] = []
+        self.outcome: Outcome | None = None
         self.coverage_reason = ""
         self.collect_coverage = self._coverage_due()
         self.recorder: Recorder | None = None
         self._coverage: dict[str, Any] = {"per_test": {}, "statements": {}}
+        self.spec = RunSpec(
+            self.settings,
+            self.info,
+            time.time_ns(),
+            self.coverage_reason,
+            *self._rerun_spec(),
+        )
+        self.sidecar = self._start_sidecar()
 
     # Setup ------------------------------------------------------------------------------
 
@@ -91,22 +115,18 @@ class Controller:
         except GitError:
             return "", False
 
-    def _start_session(self) -> RunInfo:
-        from opentelemetry.sdk.trace import TracerProvider
+    def _start_sidecar(self) -> Any:
+        """The process that turns records into spans and runs the pipeline (see sidecar.py);
+        None: this process does it at the end of the session."""
+        from pytest_selfheal import sidecar
 
-        from pytest_selfheal.recorder import PresetIds, resource
-
-        probe = RunInfo(
-            str(self.config.rootpath), self.commit, self.dirty, env_key(self.config), 0, 0
-        )
-        self._provider = TracerProvider(resource=resource(probe), id_generator=PresetIds())
-        self._session_span = self._provider.get_tracer("pytest_selfheal").start_span(
-            "pytest session"
-        )
-        ctx = self._session_span.get_span_context()
-        return RunInfo(
-            probe.root, probe.commit, probe.dirty, probe.env_key, ctx.trace_id, ctx.span_id
-        )
+        if not sidecar.wanted():
+            return None
+        try:
+            return sidecar.Sidecar.start(self.spec)
+        except OSError as exc:
+            self.warn(f"selfheal sidecar not started ({exc}); the pipeline runs in this process")
+            return None
 
     @property
     def statements_cache(self) -> Path:
@@ -125,7 +145,12 @@ class Controller:
         if mode == "always":
             self.coverage_reason = "always"
             return True
-        store = self._open_store()
+        from pytest_selfheal.afterrun import open_store
+
+        problems: list[str] = []
+        store = open_store(self.settings.store, problems)
+        for problem in problems:
+            self.warn(problem)
         if store is None:
             return False
         from agent.coverage_map import map_is_due
@@ -136,22 +161,6 @@ class Controller:
             store.close()
         self.coverage_reason = "refreshing (code changed)" if due else "not due"
         return due
-
-    def _open_store(self) -> Any:
-        """The store, or None with a warning; a corrupt file is moved aside (never fatal)."""
-        from agent.errors import SelfHealError
-        from agent.store import Store
-
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                store = Store.open(self.settings.store)
-            except (SelfHealError, OSError) as exc:
-                self.warn(f"cannot open the selfheal store: {exc}")
-                store = None
-        for w in caught:
-            self.warn(str(w.message))
-        return store
 
     def warn(self, message: str) -> None:
         """A SelfHealWarning, or a summary line if the user's filters turn warnings into errors."""
@@ -186,8 +195,17 @@ class Controller:
     def start_local(self) -> None:
         """No xdist: this process records its own tests."""
         collector = self._collector() if self.collect_coverage else None
-        self.recorder = Recorder(self.info, "main", collector, batch=True)
+        self.recorder = Recorder(self.info, "main", self._take_local, collector)
         self.config.pluginmanager.register(self.recorder, "selfheal-recorder")
+
+    def _take_local(self, record: RecordedTest, report: pytest.TestReport) -> None:
+        self._take(record)
+
+    def _take(self, record: RecordedTest) -> None:
+        # Kept here too: if the sidecar fails, this process makes the spans after all.
+        self.records.append(record)
+        if self.sidecar is not None:
+            self.sidecar.add(record)
 
     def _collector(self) -> Any:
         from agent.coverage_map import Collector
@@ -206,82 +224,56 @@ class Controller:
         data = getattr(report, REPORT_ATTR, None)
         if report.when != "teardown" or not data:
             return
-        from agent.records import TelemetryEvent, from_json
-
         try:
-            self.events.extend(from_json(d, TelemetryEvent) for d in data)
-        except (TypeError, ValueError) as exc:
+            record = RecordedTest.from_wire(data)
+        except (TypeError, ValueError, IndexError) as exc:
             self.warn(f"a worker sent an unreadable test record ({report.nodeid}): {exc}")
+            return
+        self._take(record)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.recorder is not None and self.recorder.coverage is not None:
             per_test, statements = self.recorder.coverage.stop()
             self._merge_coverage({"per_test": per_test, "statements": statements})
-        self._collect_local()
-        self._end_session(session)
-        self.result = self._run_pipeline(session)
+        sampler = self._sampler(session)
+        end = EndFacts(
+            end_ns=time.time_ns(),
+            exitstatus=int(session.exitstatus),
+            coverage=self._coverage if self.collect_coverage else None,
+            timed=not self.collect_coverage,
+            sampler=sampler is not None,
+        )
+        self.outcome = self._finish(end, sampler)
+        for problem in self.outcome.problems:
+            self.warn(problem)
         self._write_reports()
         self._apply_fail_on(session)
 
-    def _collect_local(self) -> None:
-        """This process's test spans, made now from what each test recorded (see Recorder);
-        nothing under xdist, where the workers send theirs with each teardown report."""
-        from agent.phases.telemetry import gc_paused
+    def _finish(self, end: EndFacts, sampler: Any) -> Outcome:
+        """The pipeline's outcome, from the sidecar or, if it failed early, made here."""
+        side = self.sidecar
+        if side is not None:
+            outcome: Outcome | None = side.finish(end, self._progress, sampler)
+            if outcome is not None:
+                return outcome
+            if side.started:  # it may have stored part of the run: never store it twice
+                return Outcome(
+                    report.summary(None, self.info, [], self.coverage_reason),
+                    [f"selfheal sidecar failed while running the pipeline: {side.failure}"],
+                )
+            self.warn(f"selfheal sidecar failed ({side.failure}); the pipeline ran in this process")
+        return self._finish_here(end, sampler)
 
-        if self.recorder is None:
-            return
-        with gc_paused():  # thousands of short-lived acyclic objects: nothing for gc to find
-            self.events.extend(self.recorder.collect())
-        self.recorder.shutdown()
+    def _finish_here(self, end: EndFacts, sampler: Any) -> Outcome:
+        from pytest_selfheal.afterrun import run_recorded
 
-    def _end_session(self, session: pytest.Session) -> None:
-        from agent.otel import span_to_event
-        from agent.records import EventSource
+        return run_recorded(self.spec, self.records, end, self._progress, sampler)
 
-        span = self._session_span
-        span.set_attributes(
-            {
-                "selfheal.session.tests": sum(e.source is EventSource.TEST for e in self.events),
-                "selfheal.session.exitstatus": int(session.exitstatus),
-                "vcs.ref.head.revision": self.commit,
-                "selfheal.git.dirty": self.dirty,
-                "selfheal.env_key": self.info.env_key,
-            }
-        )
-        span.end()
-        # The SDK's tracer hands out its own Span, which is a ReadableSpan at run time. The
-        # session is test-run telemetry (source TEST, no node id), not an application span.
-        self.events.append(span_to_event(span, EventSource.TEST))  # type: ignore[arg-type]
-        self._provider.shutdown()
-
-    def _run_pipeline(self, session: pytest.Session) -> Any:
-        from agent.errors import SelfHealError
-        from agent.pipeline import TestRun, run_after_tests
-
-        store = self._open_store()
-        if store is None:
-            return None
-        run = TestRun(
-            events=tuple(self.events),
-            commit=self.commit,
-            dirty=self.dirty,
-            env_key=self.info.env_key,
-            root=self.root,
-            rerun=self._rerun_spec(),
-            coverage=self._coverage if self.collect_coverage else None,
-            sampler=self._sampler(session),
-            timed=not self.collect_coverage,
-        )
-        try:
-            return run_after_tests(self.settings, run, store=store, progress=self._progress)
-        except SelfHealError as exc:
-            self.warn(f"selfheal pipeline: {exc}")
-        except Exception as exc:  # bookkeeping never turns a green run red
-            self.warn(f"selfheal pipeline failed: {type(exc).__name__}: {exc}")
-        finally:
-            store.close()
-        return None
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # A session that never reached its end (a usage error after configure, say).
+        if self.sidecar is not None and self.outcome is None:
+            self.sidecar.abandon()
 
     def _progress(self, message: str) -> None:
         """Healing progress, visible while it runs (it can take the whole budget)."""
@@ -300,9 +292,8 @@ class Controller:
 
         return InProcessSampler(session)
 
-    def _rerun_spec(self) -> Any:
-        from agent.phases.anomaly import RerunSpec
-
+    def _rerun_spec(self) -> tuple[tuple[str, ...], str, float]:
+        """How confirming re-runs start pytest: argv, directory, timeout."""
         argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         argv += ["--rootdir", str(self.config.rootpath)]
         if self.config.inipath is not None:
@@ -311,12 +302,7 @@ class Controller:
             argv += ["-n", "0"]
         if self.config.pluginmanager.hasplugin("_cov"):
             argv += ["--no-cov"]
-        return RerunSpec(
-            argv=tuple(argv),
-            cwd=self.config.rootpath,
-            env={"SELFHEAL_DISABLE": "1"},
-            timeout_s=max(60.0, self.settings.budget_s),
-        )
+        return tuple(argv), str(self.config.rootpath), max(60.0, self.settings.budget_s)
 
     def _write_reports(self) -> None:
         for fmt, path in self.options.reports:
@@ -326,12 +312,12 @@ class Controller:
                 self.warn(f"cannot write the selfheal report {path}: {exc}")
 
     def _apply_fail_on(self, session: pytest.Session) -> None:
-        if not self.options.fail_on or self.result is None:
+        if not self.options.fail_on:
             return
         hits = [
             a
-            for a in self.result.anomalies
-            if opts.matches_fail_on(self.options.fail_on, a.kind.value, a.subtype)
+            for a in self.summary()["anomalies"]
+            if opts.matches_fail_on(self.options.fail_on, a["kind"], a["subtype"])
         ]
         if hits and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -339,7 +325,13 @@ class Controller:
     # Output ------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        return report.summary(self.result, self.info, self.problems, self.coverage_reason)
+        data = (
+            dict(self.outcome.data)
+            if self.outcome is not None
+            else report.summary(None, self.info, [], self.coverage_reason)
+        )
+        data["problems"] = list(self.problems)
+        return data
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         commit = f"{self.commit[:10]}{'+dirty' if self.dirty else ''}" if self.commit else "no git"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_selfheal.recorder import Recorder, RunInfo
+from pytest_selfheal.recorder import REPORT_ATTR, RecordedTest, Recorder, RunInfo
 
 
 class WorkerSide:
@@ -29,7 +29,8 @@ class WorkerSide:
                 )
             except Exception:  # the controller warns once for all workers
                 collector = None
-        self.recorder = Recorder(info, str(workerinput.get("workerid", "")), collector)
+        worker = str(workerinput.get("workerid", ""))
+        self.recorder = Recorder(info, worker, _attach, collector)
         config.pluginmanager.register(self.recorder, "selfheal-recorder")
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -43,4 +44,8 @@ class WorkerSide:
             output = getattr(self.config, "workeroutput", None)
             if output is not None:
                 output["selfheal_coverage"] = {"per_test": per_test, "statements": statements}
-        self.recorder.shutdown()
+
+
+def _attach(record: RecordedTest, report: pytest.TestReport) -> None:
+    """The record travels to the controller with the test's teardown report."""
+    setattr(report, REPORT_ATTR, record.to_wire())
