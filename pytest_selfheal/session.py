@@ -15,10 +15,10 @@ import pytest
 from pytest_selfheal import options as opts
 from pytest_selfheal import report
 from pytest_selfheal.afterrun import EndFacts, Outcome, RunSpec
-from pytest_selfheal.recorder import (
+from pytest_selfheal.recorder import Recorder
+from pytest_selfheal.runfacts import (
     REPORT_ATTR,
     RecordedTest,
-    Recorder,
     RunInfo,
     new_span_id,
     new_trace_id,

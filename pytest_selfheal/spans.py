@@ -15,7 +15,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from agent import records
 from agent.otel import deepest_frame, span_to_event
-from pytest_selfheal.recorder import RecordedTest, RunInfo, new_span_id, new_trace_id
+from pytest_selfheal.runfacts import RecordedTest, RunInfo, new_span_id, new_trace_id
 
 SERVICE = "pytest"
 SESSION = "pytest session"
@@ -25,7 +25,7 @@ _OK = trace.Status(trace.StatusCode.OK)  # immutable; one object instead of one 
 
 class PresetIds(IdGenerator):
     """Ids chosen before their span is made (a test's children already name it as their
-    parent); otherwise random, from the plugin's own generator (see recorder.RNG)."""
+    parent); otherwise random, from the plugin's own generator (see runfacts.RNG)."""
 
     def __init__(self) -> None:
         self.span = 0

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_selfheal.recorder import REPORT_ATTR, RecordedTest, Recorder, RunInfo
+from pytest_selfheal.recorder import Recorder
+from pytest_selfheal.runfacts import REPORT_ATTR, RecordedTest, RunInfo
 
 
 class WorkerSide:
