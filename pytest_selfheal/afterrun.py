@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import Config
-from pytest_selfheal.recorder import RecordedTest, RunInfo
+from pytest_selfheal.runfacts import RecordedTest, RunInfo
 
 Sampler = Callable[[Sequence[str], Mapping[str, int]], Mapping[str, tuple[int, ...]]]
 Progress = Callable[[str], None]
@@ -85,26 +86,37 @@ def run_recorded(
     with gc_paused():  # thousands of short-lived acyclic objects: nothing for gc to find
         made = (*events.make(records), events.session(spec, end))
     fields = {"events": made, "coverage": end.coverage, "sampler": sampler, "timed": end.timed}
-    return _outcome(spec, progress, fields)
+    with contextlib.ExitStack() as closing:
+        return _outcome(spec, progress, fields, closing)
 
 
-def run_fed(spec: RunSpec, feed: Any, parent: Any, progress: Progress) -> Outcome:
+def run_fed(
+    spec: RunSpec, feed: Any, parent: Any, progress: Progress, closing: contextlib.ExitStack
+) -> Outcome:
     """The pipeline on a run whose events `feed` hands over as its tests end (pipeline.TestRun),
-    their `parent` being the session span, which comes last (SpanMaker.session_parent)."""
-    return _outcome(spec, progress, {"events": (), "feed": feed, "parents": (parent,)})
+    their `parent` being the session span, which comes last (SpanMaker.session_parent). The
+    store is closed by `closing`, after the outcome is sent: closing checkpoints the run's
+    writes into the database file, which nobody needs to wait for."""
+    return _outcome(spec, progress, {"events": (), "feed": feed, "parents": (parent,)}, closing)
 
 
-def _outcome(spec: RunSpec, progress: Progress, fields: dict[str, Any]) -> Outcome:
+def _outcome(
+    spec: RunSpec, progress: Progress, fields: dict[str, Any], closing: contextlib.ExitStack
+) -> Outcome:
     """Phases on the run; a store or pipeline error is a problem line, never raised."""
     problems: list[str] = []
-    result = _pipeline(spec, progress, fields, problems)
+    result = _pipeline(spec, progress, fields, problems, closing)
     from pytest_selfheal import report
 
     return Outcome(report.summary(result, spec.info, [], spec.coverage_reason), problems)
 
 
 def _pipeline(
-    spec: RunSpec, progress: Progress, fields: dict[str, Any], problems: list[str]
+    spec: RunSpec,
+    progress: Progress,
+    fields: dict[str, Any],
+    problems: list[str],
+    closing: contextlib.ExitStack,
 ) -> Any:
     from agent.errors import SelfHealError
     from agent.phases.anomaly import RerunSpec
@@ -113,6 +125,7 @@ def _pipeline(
     store = open_store(spec.settings.store, problems)
     if store is None:
         return None
+    closing.callback(store.close)
     info = spec.info
     run = TestRun(
         commit=info.commit,
@@ -133,8 +146,6 @@ def _pipeline(
         problems.append(f"selfheal pipeline: {exc}")
     except Exception as exc:  # bookkeeping never turns a green run red
         problems.append(f"selfheal pipeline failed: {type(exc).__name__}: {exc}")
-    finally:
-        store.close()
     return None
 
 

@@ -3,6 +3,7 @@ runs the pipeline afterwards, on the second core, instead of the test process.""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import subprocess
@@ -14,7 +15,7 @@ from typing import IO, Any
 
 from pytest_selfheal import wire
 from pytest_selfheal.afterrun import EndFacts, Outcome, Progress, RunSpec, Sampler
-from pytest_selfheal.recorder import RecordedTest
+from pytest_selfheal.runfacts import RecordedTest
 
 # SELFHEAL_SIDECAR=0 keeps everything in the pytest process (to debug the pipeline, say).
 ENV = "SELFHEAL_SIDECAR"
@@ -122,13 +123,17 @@ class Sidecar:
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+        if not self.failure:
+            # It has sent its result and is closing the store (a WAL checkpoint): the
+            # session need not wait for that, only reap it before the interpreter exits.
+            atexit.register(_reap_later, self.proc, self.errors)
+            return
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        if self.failure:
-            self.failure += self._stderr_tail()
+        self.failure += self._stderr_tail()
         self.errors.close()
 
     def _stderr_tail(self) -> str:
@@ -138,8 +143,18 @@ class Sidecar:
 
     def abandon(self) -> None:
         """No finish after all (the session ended early): the sidecar stores nothing."""
+        self._fail("the session ended before its tests did")
         self.proc.kill()
         self._reap()
+
+
+def _reap_later(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    errors.close()
 
 
 def _outcome(payload: Any) -> Outcome | None:

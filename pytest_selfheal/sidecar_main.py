@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import queue
@@ -90,16 +91,17 @@ def main() -> int:
     for name in WARM:
         importlib.import_module(name)
     feed = FrameFeed(frames, spec, out)
-    # The pipeline starts now: the telemetry phase stores the run as its tests end.
-    outcome = run_fed(spec, feed, feed.events.maker.session_parent(), feed.progress)
-    if not feed.ended:  # the session went away: the run is marked failed, nobody to tell
-        return 0
-    # Plain values: the session may hold another copy of our classes (pytester in-process
-    # runs re-import modules), and unpickled instances of this one would not match it.
-    wire.send(out, wire.RESULT, (outcome.data, outcome.problems))
-    # Done, and nothing is left to clean up (the store is closed): skip the interpreter's
-    # teardown of everything the run made, which the session would otherwise wait for.
-    out.flush()
+    with contextlib.ExitStack() as closing:
+        # The pipeline starts now: the telemetry phase stores the run as its tests end.
+        parent = feed.events.maker.session_parent()
+        outcome = run_fed(spec, feed, parent, feed.progress, closing)
+        if not feed.ended:  # the session went away: the run is marked failed, nobody to tell
+            return 0
+        # Plain values: the session may hold another copy of our classes (pytester in-process
+        # runs re-import modules), and unpickled instances of this one would not match it.
+        wire.send(out, wire.RESULT, (outcome.data, outcome.problems))
+    # The store is closed; nothing else needs cleaning up: skip the interpreter's teardown of
+    # everything the run made.
     os._exit(0)
 
 
