@@ -105,7 +105,8 @@ def _record_and_detect(
     from agent.phases.telemetry import TelemetryRequest, ingest
 
     ends: list[RunEnd] = []
-    # A fed run is stored while its tests run; its baseline is read meanwhile too.
+    # A fed run is stored while its tests run; its baseline is read, and the store's log
+    # checkpointed, meanwhile too.
     ahead = _read_ahead(conductor.store(), run.env_key) if run.feed is not None else None
     outcome = ingest(
         conductor,
@@ -158,6 +159,7 @@ def _record_and_detect(
 def _read_ahead(store: Store, env_key: str) -> Any:
     from agent.phases.anomaly.baseline import read_ahead
 
+    store.checkpoint_early()
     return read_ahead(store, env_key)
 
 

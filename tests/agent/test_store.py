@@ -213,3 +213,26 @@ def test_old_test_runs_lose_their_raw_spans_in_batches(tmp_path: Path) -> None:
         assert store.prune_test_spans(keep=5) == 20
         kept = {r for (r,) in store.conn.execute("SELECT DISTINCT run_id FROM spans")}
         assert kept == {production, *tests[-5:]}
+
+
+def test_checkpoint_early_lets_the_log_grow_until_the_store_closes(tmp_path: Path) -> None:
+    """The sidecar's last commits must not wait for SQLite copying its log back."""
+    events = [
+        rec.TelemetryEvent(rec.EventSource.SPAN, "svc", f"operation-{i}" * 8, i, i + 1)
+        for i in range(3000)
+    ]
+
+    def log_pages(early: bool) -> int:
+        path = tmp_path / f"{early}.db"
+        with Store.open(path) as store:
+            run = store.begin_run("test")
+            if early:
+                store.checkpoint_early(pages=100_000)
+            for _ in range(8):
+                store.insert_events(run, events)
+            (page,) = store.conn.execute("PRAGMA page_size").fetchone()
+            return Path(f"{path}-wal").stat().st_size // int(page)
+
+    default, early = log_pages(early=False), log_pages(early=True)
+    # By default SQLite copies the log back after 1,000 pages and starts it again.
+    assert early > 1.5 * default, (default, early)
