@@ -30,6 +30,8 @@ def ingest(conductor: Conductor, request: TelemetryRequest) -> TelemetryOutcome:
     with conductor.grouped(), gc_paused():
         while baton.outcome is None:
             try:
+                if request.feed is not None:  # the next chunk, outside the sequence's time
+                    baton.state.fed = request.feed()
                 baton = conductor.play(SEQUENCE_ID, baton)
             except SelfHealError:
                 _mark_failed(conductor, baton)

@@ -90,6 +90,9 @@ class IngestState:
     events: int = 0
     stored: int = 0
     kept: list[RawEvent] = field(default_factory=list)  # stored events, with `hand_on`
+    # The feed's chunk for the next batch, fetched by `ingest` between plays: waiting for a
+    # test session is not the sequence's time.
+    fed: tuple[tuple[TelemetryEvent, ...], bool] = ((), True)
 
     @classmethod
     def for_request(cls, request: TelemetryRequest) -> IngestState:

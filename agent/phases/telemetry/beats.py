@@ -79,10 +79,8 @@ def extract_telemetry_events(baton: TelemetryBaton, ctx: BeatContext) -> Telemet
         out.extend(RawEvent.from_record(event) for event in baton.request.events)
     state = baton.state
     cursor = read_batch(baton.sources, baton.cursor, baton.request.batch_events, state.stats, out)
-    fed_all = True
-    if baton.request.feed is not None:
-        chunk, fed_all = baton.request.feed()
-        out.extend(RawEvent.from_record(event) for event in chunk)
+    chunk, fed_all = state.fed
+    out.extend(RawEvent.from_record(event) for event in chunk)
     state.events += len(out)
     return replace(
         baton,
