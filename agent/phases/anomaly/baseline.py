@@ -283,7 +283,7 @@ def save_baseline(
     `rows_read`: the rows `history` was read from (see `load_history`); a row is extended
     as text, which is the same text as encoding the whole list again and much cheaper.
     """
-    rows = []
+    updates, inserts = [], []
     run_id = req.run_id
     read = rows_read or {}
     for t in tests:
@@ -295,21 +295,28 @@ def save_baseline(
         if t.children:
             entry.append(dict(t.children))
         past = history.get(t.nodeid, ())
+        # A row read whole holds only runs older than this one (load_history reads before it).
         text = read.get(t.nodeid)
-        row = None
-        if text and past and all(p[0] != run_id for p in past):
-            row = _prepended(text, _json(entry), past, keep)
+        row = _prepended(text, _json(entry), past, keep) if text and past else None
         if row is None:
             older = [_entry(p) for p in past if p[0] != run_id]
             row = _json([entry, *older][:keep])
-        rows.append((req.env_key, t.nodeid, run_id, row))
+        if text:  # the row exists: an update rewrites it in place, cheaper than a replace
+            updates.append((run_id, row, req.env_key, t.nodeid))
+        else:
+            inserts.append((req.env_key, t.nodeid, run_id, row))
     with store.transaction() as conn:
+        conn.executemany(
+            "UPDATE test_baseline SET updated_run = ?, history = ?"
+            " WHERE env_key = ? AND nodeid = ?",
+            updates,
+        )
         conn.executemany(
             "INSERT OR REPLACE INTO test_baseline (env_key, nodeid, updated_run, history)"
             " VALUES (?, ?, ?, ?)",
-            rows,
+            inserts,
         )
-    return len(rows)
+    return len(updates) + len(inserts)
 
 
 def _prepended(text: str, head: str, past: Sequence[m.PastResult], keep: int) -> str | None:
