@@ -93,9 +93,11 @@ def _screened(
     """(test, baseline sample, thresholds) of each passing test that clears the screen.
 
     A run under coverage tracing (`timed=False`) is slower everywhere, and each test by its own
-    factor: a test is compared with its earlier traced durations when it has enough of them,
-    otherwise its duration is divided by the run's typical tracing slowdown. Either way only
-    tests slower than tracing explains become suspects, to be judged on untraced re-runs.
+    factor: its duration is divided by the test's own tracing factor (its earlier traced
+    durations over its untraced ones) when it has traced durations, otherwise by the run's
+    typical factor, and compared with its untraced baseline. The untraced baseline is the
+    longer record, so its spread is the better estimate of the test's usual spread. Either way
+    only tests slower than tracing explains become suspects, to be judged on untraced re-runs.
     """
     candidates = []
     floor_ns = config.perf_floor_ms * 1e6
@@ -110,11 +112,11 @@ def _screened(
     factor = 1.0 if timed else tracing_factor([(o.call_ns, b) for o, b, _ in candidates])
     flagged = []
     for obs, base, limits in candidates:
-        value, ref = float(obs.call_ns), base
+        value = obs.call_ns
         if not timed:
-            traced = traced_sample(history.get(obs.nodeid, ()))
-            value, ref = (value, traced) if len(traced) >= MIN_BASELINE else (value / factor, base)
-        if clears_screen(int(value), ref, limits.ratio, limits.floor_ns):
+            own, usual = traced_sample(history.get(obs.nodeid, ())), stats.median(base)
+            value = int(value / (stats.median(own) / usual if own and usual > 0 else factor))
+        if clears_screen(value, base, limits.ratio, limits.floor_ns):
             flagged.append((obs, base, limits))
     return flagged
 

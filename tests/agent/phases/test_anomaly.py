@@ -562,3 +562,13 @@ def test_a_baseline_read_ahead_is_used_only_while_the_store_is_unchanged(tmp_pat
         _, history = baseline.load_history(store, "e", run + 5, 20, ahead=ahead)
         store.conn.set_trace_callback(None)
         assert [p.call_ns for p in history["t.py::a"]] == [9, 7]
+
+
+def test_a_traced_duration_is_judged_against_the_tests_own_usual_spread() -> None:
+    """Two traced durations say little about a test's spread; its untraced record says more."""
+    untraced = [past(call_ms=ms) for ms in (20, 60, 35, 45, 25, 50, 30)]  # median 35, wide
+    traced = [past(run_id=2)._replace(call_ns=stored_call_ns(70 * MS, timed=False))] * 2
+    history = {"t.py::test_a": untraced + traced}  # tracing: 2x for this test
+    assert performance.screen([obs(call_ms=100)], history, CONFIG, timed=False) == []
+    (suspect,) = performance.screen([obs(call_ms=200)], history, CONFIG, timed=False)
+    assert suspect.nodeid == "t.py::test_a"
