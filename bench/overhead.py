@@ -5,9 +5,11 @@ One command: `python bench/overhead.py [--runs N]`. Two suites:
   project    this project's own pure unit tests (tests/agent/test_stats.py, test_records.py,
              test_sketch.py, test_store.py), run in place with a throw-away store.
 For each suite: median wall time of `pytest --selfheal` on a green run with nothing new
-(after priming runs that build the baseline; coverage not due) over plain `pytest`, runs
-interleaved; then a run that refreshes the per-test coverage map
-(`--selfheal-coverage=always`) over `pytest --cov --cov-context=test` (pytest-cov).
+(coverage not due) over plain `pytest`, runs interleaved; then a run that refreshes the per-test
+coverage map (`--selfheal-coverage=always`) over `pytest --cov --cov-context=test` (pytest-cov).
+Both on a store in its steady state: first primed with as many runs as a test's history keeps
+(20 by default, every fifth a coverage refresh, as code changes make them), so that what is
+measured is a project's everyday run, not the first days of a store whose histories are short.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def make_generated(base: Path) -> Path:
 # Bytecode caching on, as on a developer machine (some sandboxes set PYTHONDONTWRITEBYTECODE,
 # which makes every run compile every imported module and blurs what is measured here).
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+PRIMING = 20  # agent.config.Config.history: the runs a test's history keeps
 CPU: dict[str, list[float]] = {}  # CPU seconds (user + sys) per variant: steadier on a busy box
 
 
@@ -91,8 +94,8 @@ def bench_suite(  # noqa: PLR0917 - a script's one call site
 ) -> None:
     pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *targets]
     heal = [*pytest, "--selfheal", f"--selfheal-store={store}", "--selfheal-budget=0"]
-    for _ in range(3):  # baseline runs; the first also refreshes the coverage map
-        timed([*heal, "--selfheal-coverage=auto"], cwd)
+    for i in range(PRIMING):  # a store in its steady state (see the module docstring)
+        timed([*heal, f"--selfheal-coverage={'always' if i % 5 == 0 else 'never'}"], cwd)
     CPU.clear()
     plain_t, heal_t = [], []
     for _ in range(runs):
