@@ -105,6 +105,7 @@ def _record_and_detect(
     from agent.phases.telemetry import TelemetryRequest, ingest
 
     ends: list[RunEnd] = []
+    observed: list[Any] = []  # a fed run's tests, observed chunk by chunk as they come
     # A fed run is stored while its tests run; its baseline is read, and the store's log
     # checkpointed, meanwhile too.
     ahead = _read_ahead(conductor.store(), run.env_key) if run.feed is not None else None
@@ -118,7 +119,7 @@ def _record_and_detect(
             env_key=run.env_key,
             keep_raw=True,
             hand_on=True,  # detection reads the run from memory, not back from the store
-            feed=_fed(run.feed, ends) if run.feed is not None else None,
+            feed=_fed(run.feed, ends, observed) if run.feed is not None else None,
             parents=run.parents,
         ),
     )
@@ -142,6 +143,7 @@ def _record_and_detect(
             timed=run.timed,
             events=outcome.handed_on,
             ahead=ahead,
+            current=tuple(observed) if run.feed is not None else None,
         ),
     )
     timings["anomaly"] = _lap(started) - timings["telemetry"]
@@ -164,14 +166,19 @@ def _read_ahead(store: Store, env_key: str) -> Any:
 
 
 def _fed(
-    feed: Callable[[], tuple[tuple[TelemetryEvent, ...], RunEnd | None]], ends: list[RunEnd]
+    feed: Callable[[], tuple[tuple[TelemetryEvent, ...], RunEnd | None]],
+    ends: list[RunEnd],
+    observed: list[Any],
 ) -> Callable[[], tuple[tuple[TelemetryEvent, ...], bool]]:
-    """The telemetry phase's view of a run's feed; the last chunk's RunEnd lands in `ends`."""
+    """The telemetry phase's view of a run's feed; the last chunk's RunEnd lands in `ends`,
+    and each chunk's tests in `observed` (a test's app spans come in its chunk, before it)."""
+    from agent.phases.anomaly.baseline import current_from_events
 
     def chunk() -> tuple[tuple[TelemetryEvent, ...], bool]:
         events, end = feed()
         if end is not None:
             ends.append(end)
+        observed.extend(current_from_events(events))
         return events, end is not None
 
     return chunk

@@ -27,7 +27,9 @@ def load_test_run(baton: AnomalyBaton, ctx: BeatContext) -> AnomalyBaton:
     """The run's test spans and each test's comparable history, newest first."""
     req = baton.request
     store = ctx.store
-    if req.events is not None:  # handed on by the telemetry phase that just stored them
+    if req.current is not None:  # observed while the run was fed and stored
+        current = req.current
+    elif req.events is not None:  # handed on by the telemetry phase that just stored them
         current = baseline.current_from_events(req.events)
     else:
         current = baseline.load_current(store, req.run_id)

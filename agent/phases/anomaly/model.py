@@ -92,6 +92,9 @@ class DetectRequest:
     # The rolling baseline read ahead while the run was recorded (baseline.ReadAhead), used
     # if the store has not changed since; None: read it now.
     ahead: Any = field(default=None, repr=False, compare=False)
+    # The run's tests, observed from its events as they were stored (a fed run, observed
+    # while its tests ran); None: observed from `events`, or from the store.
+    current: tuple[TestObservation, ...] | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
