@@ -1,4 +1,4 @@
-"""What each test did, as a small picklable record, in any process that runs tests."""
+"""The hooks around every test: what each test did, as a small record, in any test process."""
 
 from __future__ import annotations
 
@@ -21,6 +21,19 @@ from pytest_selfheal.runfacts import RecordedTest, RunInfo, new_span_id
 def _posix(path: str) -> str:
     """A test file's path in posix form; cached, since a module's tests share one path."""
     return Path(path).as_posix()
+
+
+def _uses_marker(items: list[pytest.Item], name: str) -> bool:
+    """Does any test, or any collector above one, carry the marker? Each node once."""
+    seen: set[int] = set()
+    for item in items:
+        node: Any = item
+        while node is not None and id(node) not in seen:
+            seen.add(id(node))
+            if any(mark.name == name for mark in node.own_markers):
+                return True
+            node = node.parent
+    return False
 
 
 def _thresholds(item: pytest.Item) -> tuple[tuple[str, float], ...]:
@@ -66,9 +79,13 @@ class Recorder:
         self._items: dict[str, pytest.Item] = {}
         self._open: _Test | None = None
         self._excinfo: dict[str, pytest.ExceptionInfo[BaseException]] = {}
+        self._marked = True
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._items = {item.nodeid: item for item in session.items}
+        # Most suites never use the selfheal marker: then no test looks for it (a lookup
+        # walks each test's chain of collectors).
+        self._marked = _uses_marker(session.items, "selfheal")
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logstart(self, nodeid: str) -> None:
@@ -132,7 +149,7 @@ class Recorder:
             item.name,
             _posix(path),
             (line or 0) + 1,
-            _thresholds(item),
+            _thresholds(item) if self._marked else (),
             self.worker,
             test.span_id,
             test.start_ns,

@@ -1,5 +1,4 @@
-"""The controller's side of the sidecar: a process that makes the run's spans as tests end and
-runs the pipeline afterwards, on the second core, instead of the test process."""
+"""The controller's side of its sidecar, the process that makes the spans and runs the pipeline."""
 
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from pytest_selfheal.runfacts import RecordedTest
 
 # SELFHEAL_SIDECAR=0 keeps everything in the pytest process (to debug the pipeline, say).
 ENV = "SELFHEAL_SIDECAR"
-BATCH = 100  # records per frame: a frame every ~100 tests, a few ms of the sidecar's time
+BATCH = 50  # records per frame: what the sidecar has left to store when the session ends
 
 
 def wanted() -> bool:
@@ -46,7 +45,8 @@ class Sidecar:
         here = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_selfheal.sidecar_main"],
+            # -P: the working directory (the user's project) must not shadow our packages.
+            [sys.executable, "-P", "-m", "pytest_selfheal.sidecar_main"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=errors,
