@@ -47,8 +47,15 @@ class FrameFeed:
         from agent.pipeline import RunEnd
 
         kind, payload = self.frames.get()
-        if kind == wire.TESTS:
-            return tuple(self.events.make(payload)), None
+        made: list[Any] = []
+        # Frames that queued up while the last chunk was stored join this one: a sidecar that
+        # falls behind stores fewer, larger chunks (each chunk is a play and a commit).
+        while kind == wire.TESTS:
+            made.extend(self.events.make(payload))
+            try:
+                kind, payload = self.frames.get_nowait()
+            except queue.Empty:
+                return tuple(made), None
         if kind != wire.END or not isinstance(payload, EndFacts):
             raise TelemetryError("the test session went away before it ended")
         self.ended = True
@@ -57,7 +64,7 @@ class FrameFeed:
             self.progress(line)
         session = self.events.session(self.spec, payload)
         sampler = self.sample if payload.sampler else None
-        return (session,), RunEnd(payload.coverage, sampler, payload.timed)
+        return (*made, session), RunEnd(payload.coverage, sampler, payload.timed)
 
     def progress(self, text: str) -> None:
         if self.ended:
