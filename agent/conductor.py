@@ -451,6 +451,8 @@ class Conductor:
         self._recorder = _Recorder()
         self._tracer = _make_tracer(self._recorder)
         self._depth = 0
+        self._pipeline_run = 0  # the `pipeline` run being written, while a group is open
+        self._flushed = 0
 
     def sequence(self, sequence_id: str) -> Sequence:
         """One sequence, checked and resolved the first time it is asked for."""
@@ -555,17 +557,27 @@ class Conductor:
                 return result
         return baton  # unreachable: the loop returns or raises on its last attempt
 
-    def flush_spans(self) -> None:
-        """Write the beat spans collected so far into the store, as a `pipeline` run."""
+    def flush_spans(self, *, final: bool = True) -> None:
+        """Write the beat spans collected so far into the store, as a `pipeline` run.
+
+        `final=False` inside a group: write what is there now and keep the run open for the
+        rest (a long group, such as a test run stored while its tests run, then has few spans
+        left to write when it ends).
+        """
         events, self._recorder.events = self._recorder.events, []
-        if not events or (
-            self._store is None and self._store_factory is None and not self.config.store.exists()
+        if (events or self._pipeline_run) and (
+            self._store is not None or self._store_factory is not None or self.config.store.exists()
         ):
-            return
-        store = self.store()
-        run_id = store.begin_run("pipeline")
-        store.insert_events(run_id, events)
-        store.end_run(run_id, "ok", {"beats": len(events)})
+            store = self.store()
+            if not self._pipeline_run:
+                self._pipeline_run = store.begin_run("pipeline")
+            if events:
+                store.insert_events(self._pipeline_run, events)
+            self._flushed += len(events)
+            if final:
+                store.end_run(self._pipeline_run, "ok", {"beats": self._flushed})
+        if final:
+            self._pipeline_run = self._flushed = 0
 
     @property
     def beat_spans(self) -> list[TelemetryEvent]:

@@ -31,6 +31,7 @@ def ingest(conductor: Conductor, request: TelemetryRequest) -> TelemetryOutcome:
         while baton.outcome is None:
             try:
                 if request.feed is not None:  # the next chunk, outside the sequence's time
+                    conductor.flush_spans(final=False)  # while waiting, not at the end
                     baton.state.fed = request.feed()
                 baton = conductor.play(SEQUENCE_ID, baton)
             except SelfHealError:

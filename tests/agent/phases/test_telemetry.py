@@ -341,6 +341,10 @@ def test_hand_on_needs_every_event_stored(conductor: Conductor) -> None:
         ingest(conductor, TelemetryRequest(events=events, hand_on=True))
 
 
+def telemetry_beats(conductor: Conductor) -> list[object]:
+    return list(conductor.sequence("telemetry.parse").beats)
+
+
 def _child(i: int, trace: str = "ab" * 16) -> TelemetryEvent:
     return TelemetryEvent(
         EventSource.TEST,
@@ -363,11 +367,14 @@ def test_a_feed_is_stored_chunk_by_chunk_with_its_known_parent(
         EventSource.TEST, "pytest", "pytest session", 1, 99, trace_id="ab" * 16, span_id="f" * 16
     )
     chunks = [((_child(1), _child(2)), False), ((_child(3),), False), ((session,), True)]
-    stored_before: list[int] = []
+    stored_before: list[tuple[int, int]] = []
+    count = "SELECT count(*) FROM spans WHERE source {} 'beat'"
 
     def feed() -> tuple[tuple[TelemetryEvent, ...], bool]:
         with Store.open(config.store) as other:  # what another reader sees by now
-            stored_before.append(other.conn.execute("SELECT count(*) FROM spans").fetchone()[0])
+            spans = other.conn.execute(count.format("!=")).fetchone()[0]
+            beats = other.conn.execute(count.format("=")).fetchone()[0]
+        stored_before.append((spans, beats))
         return chunks.pop(0)
 
     out = ingest(
@@ -380,12 +387,21 @@ def test_a_feed_is_stored_chunk_by_chunk_with_its_known_parent(
             run_kind="test",
         ),
     )
-    assert stored_before == [0, 2, 3]  # nothing held back for the parent that comes last
+    # Nothing held back for the parent that comes last; the beat spans of each chunk's play
+    # are written while the next chunk is awaited, not all at the end.
+    assert [spans for spans, _ in stored_before] == [0, 2, 3]
+    assert [beats > 0 for _, beats in stored_before] == [False, True, True]
     assert out.batches == 3 and out.unresolved_parents == 0 and len(out.handed_on) == 4
     with Store.open(config.store) as store:
         stored = store.events(out.run_id)
         (status,) = store.conn.execute("SELECT status FROM runs WHERE id = ?", (out.run_id,))
     assert [e.operation for e in stored] == ["test_1", "test_2", "test_3", "pytest session"]
+    with Store.open(config.store) as store:  # one `pipeline` run holds every play's beats
+        pipeline = store.conn.execute(
+            "SELECT r.status, count(s.id) FROM runs r JOIN spans s ON s.run_id = r.id"
+            " WHERE r.kind = 'pipeline' GROUP BY r.id"
+        ).fetchall()
+    assert pipeline == [("ok", 3 * (len(telemetry_beats(conductor)) + 1))]
     assert {e.parent_operation for e in stored[:3]} == {"pytest session"}
     assert status == ("ok",)
 
@@ -410,6 +426,8 @@ def test_a_feed_that_breaks_off_marks_the_run_failed_and_keeps_what_came(
             TelemetryRequest(feed=feed, parents=parents, keep_raw=True, run_kind="test"),
         )
     with Store.open(config.store) as store:
-        ((run_id, status),) = store.conn.execute("SELECT id, status FROM runs").fetchall()
+        ((run_id, status),) = store.conn.execute(
+            "SELECT id, status FROM runs WHERE kind = 'test'"
+        ).fetchall()
         assert status == "failed"
         assert [e.operation for e in store.events(run_id)] == ["test_1"]
