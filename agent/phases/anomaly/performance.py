@@ -96,8 +96,9 @@ def _screened(
     factor: its duration is divided by the test's own tracing factor (its earlier traced
     durations over its untraced ones) when it has traced durations, otherwise by the run's
     typical factor, and compared with its untraced baseline. The untraced baseline is the
-    longer record, so its spread is the better estimate of the test's usual spread. Either way
-    only tests slower than tracing explains become suspects, to be judged on untraced re-runs.
+    longer record, so its spread is the better estimate of the test's usual spread; and it must
+    exceed every untraced duration on record. Either way only tests slower than tracing
+    explains become suspects, to be judged on untraced re-runs.
     """
     candidates = []
     floor_ns = config.perf_floor_ms * 1e6
@@ -116,6 +117,11 @@ def _screened(
         if not timed:
             own, usual = traced_sample(history.get(obs.nodeid, ())), stats.median(base)
             value = int(value / (stats.median(own) / usual if own and usual > 0 else factor))
+            # A tracing factor is an estimate: the normalised duration must also be above
+            # every untraced run on record, or a heavy-tailed test pays a pilot re-run on many
+            # refresh runs (a smaller slowdown is still judged on the next untraced run).
+            if value <= max(base):
+                continue
         if clears_screen(value, base, limits.ratio, limits.floor_ns):
             flagged.append((obs, base, limits))
     return flagged

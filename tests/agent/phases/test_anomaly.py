@@ -572,3 +572,14 @@ def test_a_traced_duration_is_judged_against_the_tests_own_usual_spread() -> Non
     assert performance.screen([obs(call_ms=100)], history, CONFIG, timed=False) == []
     (suspect,) = performance.screen([obs(call_ms=200)], history, CONFIG, timed=False)
     assert suspect.nodeid == "t.py::test_a"
+
+
+def test_a_traced_run_needs_a_duration_above_every_untraced_one() -> None:
+    """Heavy tails: a test that once took twice its median is no suspect at 1.6x under tracing."""
+    untraced = [past(call_ms=ms) for ms in (20, 21, 20, 22, 40, 21, 20, 21)]  # one slow run
+    traced = [past(run_id=2)._replace(call_ns=stored_call_ns(42 * MS, timed=False))] * 3
+    history = {"t.py::test_a": untraced + traced}  # tracing: 2x for this test
+    assert performance.screen([obs(call_ms=68)], history, CONFIG, timed=False) == []
+    assert len(performance.screen([obs(call_ms=34)], history, CONFIG)) == 1  # untraced: judged
+    (suspect,) = performance.screen([obs(call_ms=90)], history, CONFIG, timed=False)
+    assert suspect.nodeid == "t.py::test_a"
