@@ -109,13 +109,15 @@ def _screened(
             continue
         base = baseline_sample(history.get(obs.nodeid, ()))
         if len(base) >= MIN_BASELINE:
-            candidates.append((obs, base, thresholds(config, obs.ratio, obs.floor_ms)))
-    factor = 1.0 if timed else tracing_factor([(o.call_ns, b) for o, b, _ in candidates])
+            # Each baseline's median once: the run's tracing factor and the test's own need it.
+            usual = 0.0 if timed else stats.median(base)
+            candidates.append((obs, base, thresholds(config, obs.ratio, obs.floor_ms), usual))
+    factor = 1.0 if timed else tracing_factor([(c[0].call_ns, c[3]) for c in candidates])
     flagged = []
-    for obs, base, limits in candidates:
+    for obs, base, limits, usual in candidates:
         value = obs.call_ns
         if not timed:
-            own, usual = traced_sample(history.get(obs.nodeid, ())), stats.median(base)
+            own = traced_sample(history.get(obs.nodeid, ()))
             value = int(value / (stats.median(own) / usual if own and usual > 0 else factor))
             # A tracing factor is an estimate: the normalised duration must also be above
             # every untraced run on record, or a heavy-tailed test pays a pilot re-run on many
@@ -132,11 +134,10 @@ def _screened(
 TRACING_MIN_TESTS = 10
 
 
-def tracing_factor(measured: Sequence[tuple[int, Sequence[int]]]) -> float:
+def tracing_factor(measured: Sequence[tuple[int, float]]) -> float:
     """How much slower a traced run's tests are than their untraced baselines: the median of
-    each test's duration over its baseline median (never below 1)."""
-    medians = [(duration, stats.median(base)) for duration, base in measured]
-    ratios = [duration / median for duration, median in medians if median > 0]
+    each test's duration over its baseline median, given as (duration, median); never below 1."""
+    ratios = [duration / median for duration, median in measured if median > 0]
     if len(ratios) < TRACING_MIN_TESTS:
         return 1.0
     return max(1.0, stats.median(ratios))
