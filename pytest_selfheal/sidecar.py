@@ -128,11 +128,7 @@ class Sidecar:
             # session need not wait for that, only reap it before the interpreter exits.
             atexit.register(_reap_later, self.proc, self.errors)
             return
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        _wait(self.proc, timeout=10)
         self.failure += self._stderr_tail()
         self.errors.close()
 
@@ -149,12 +145,17 @@ class Sidecar:
 
 
 def _reap_later(proc: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
+    _wait(proc, timeout=30)
+    errors.close()
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Reap the process, killing it if it has not ended within `timeout` seconds."""
     try:
-        proc.wait(timeout=30)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    errors.close()
 
 
 def _outcome(payload: Any) -> Outcome | None:

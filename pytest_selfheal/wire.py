@@ -11,7 +11,7 @@ TESTS = "tests"  # list[RecordedTest]
 END = "end"  # EndFacts
 SAMPLED = "sampled"  # {nodeid: durations}
 # Sidecar -> controller
-STARTED = "started"  # None: the pipeline is running (the store may be written from now on)
+STARTED = "started"  # None: the end arrived; detection (which writes the store) runs now
 PROGRESS = "progress"  # str
 SAMPLE = "sample"  # (nodeids, counts)
 RESULT = "result"  # (data, problems) of afterrun.Outcome
