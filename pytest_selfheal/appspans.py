@@ -8,11 +8,10 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from agent import records
 from agent.otel import span_to_event
-from pytest_selfheal.spans import PresetIds
+from pytest_selfheal.spans import PresetIds, parent_context
 
 
 class ChildCollector(SpanProcessor):
@@ -68,8 +67,7 @@ class AppSpans:
     def enter(self, span_id: int) -> Any:
         """The test's span context becomes current; spans ended between tests are dropped."""
         self.collector.drain()
-        ctx = SpanContext(self.trace_id, span_id, True, TraceFlags(TraceFlags.SAMPLED))
-        return otel_context.attach(trace.set_span_in_context(NonRecordingSpan(ctx)))
+        return otel_context.attach(parent_context(self.trace_id, span_id))
 
     def leave(self, token: Any) -> None:
         otel_context.detach(token)

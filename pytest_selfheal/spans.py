@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -38,6 +39,13 @@ class PresetIds(IdGenerator):
         return self.trace or new_trace_id()
 
 
+def parent_context(trace_id: int, span_id: int) -> Context:
+    """A context whose current span is the given one, known only by its ids (sampled): spans
+    started in it become its children."""
+    ctx = SpanContext(trace_id, span_id, True, TraceFlags(TraceFlags.SAMPLED))
+    return trace.set_span_in_context(NonRecordingSpan(ctx))
+
+
 def resource(info: RunInfo) -> Resource:
     return Resource.create(
         {
@@ -58,10 +66,7 @@ class SpanMaker:
         self._ids = PresetIds()
         self._provider = TracerProvider(resource=resource(info), id_generator=self._ids)
         self._tracer = self._provider.get_tracer("pytest_selfheal")
-        parent = NonRecordingSpan(
-            SpanContext(info.trace_id, info.session_span_id, True, TraceFlags(TraceFlags.SAMPLED))
-        )
-        self._parent = trace.set_span_in_context(parent)
+        self._parent = parent_context(info.trace_id, info.session_span_id)
 
     def events(self, rec: RecordedTest) -> list[records.TelemetryEvent]:
         """The test's span (and its app's spans) as events, the test last."""
