@@ -258,10 +258,8 @@ class Controller:
             if outcome is not None:
                 return outcome
             if side.started:  # it may have stored part of the run: never store it twice
-                return Outcome(
-                    report.summary(None, self.info, [], self.coverage_reason),
-                    [f"selfheal sidecar failed while running the pipeline: {side.failure}"],
-                )
+                failure = f"selfheal sidecar failed while running the pipeline: {side.failure}"
+                return Outcome(self._unrecorded(), [failure])
             self.warn(f"selfheal sidecar failed ({side.failure}); the pipeline ran in this process")
         return self._finish_here(end, sampler)
 
@@ -325,13 +323,13 @@ class Controller:
     # Output ------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        data = (
-            dict(self.outcome.data)
-            if self.outcome is not None
-            else report.summary(None, self.info, [], self.coverage_reason)
-        )
+        data = dict(self.outcome.data) if self.outcome is not None else self._unrecorded()
         data["problems"] = list(self.problems)
         return data
+
+    def _unrecorded(self) -> dict[str, Any]:
+        """The summary of a run the pipeline did not record."""
+        return report.summary(None, self.info, [], self.coverage_reason)
 
     def pytest_report_header(self, config: pytest.Config) -> str:
         commit = f"{self.commit[:10]}{'+dirty' if self.dirty else ''}" if self.commit else "no git"

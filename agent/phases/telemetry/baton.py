@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.phases.telemetry.aggregate import Aggregator
 from agent.phases.telemetry.normalise import LinkIndex, LinkState
-from agent.phases.telemetry.raw import RawEvent
+from agent.phases.telemetry.raw import OpKey, RawEvent
 from agent.phases.telemetry.sources import Cursor, ReadStats, SourceFile
 from agent.records import TelemetryEvent, TelemetryMetrics
 
@@ -42,7 +42,7 @@ class TelemetryRequest:
     feed: Callable[[], tuple[tuple[TelemetryEvent, ...], bool]] | None = None
     # Spans known to arrive last, as (trace id, span id, (service, operation, version)): their
     # children are linked as they come instead of waiting for them (a fed session's span).
-    parents: tuple[tuple[str, str, tuple[str, str, str]], ...] = ()
+    parents: tuple[tuple[str, str, OpKey], ...] = ()
 
 
 @dataclass(frozen=True)
