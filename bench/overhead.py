@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from agent.config import Config
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_TESTS = [
     "tests/agent/test_stats.py",
@@ -69,7 +71,7 @@ def make_generated(base: Path) -> Path:
 # Bytecode caching on, as on a developer machine (some sandboxes set PYTHONDONTWRITEBYTECODE,
 # which makes every run compile every imported module and blurs what is measured here).
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-PRIMING = 20  # agent.config.Config.history: the runs a test's history keeps
+PRIMING = Config().history  # the runs a test's history keeps
 CPU: dict[str, list[float]] = {}  # CPU seconds (user + sys) per variant: steadier on a busy box
 
 
